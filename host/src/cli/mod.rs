@@ -1,0 +1,107 @@
+//! `wasq` subcommands, one module each; this module parses the command line,
+//! sets up logging and the async runtime, and maps errors to exit codes.
+
+mod bench;
+mod check;
+mod exec;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// wasq runs background tasks from Redis in WebAssembly sandboxes.
+///
+/// Each task type is handled by a component built against the
+/// `wasq:task/handler` world, with fuel, memory, time and grants set per
+/// type in wasq.toml.
+#[derive(Debug, Parser)]
+#[command(name = "wasq", version, propagate_version = true)]
+struct Cli {
+    /// Log filter for wasq's own logs (RUST_LOG syntax), e.g. `wasq=debug`.
+    #[arg(long, global = true, env = "WASQ_LOG", default_value = "warn")]
+    log: String,
+    /// Print wasq's logs as JSON lines.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate the config and every module, and precompile the modules.
+    ///
+    /// Fails on the first problem with the file, line and key it comes
+    /// from, or the module and what it lacks. Compiled modules are cached,
+    /// so the worker starts fast afterwards.
+    Check(check::Args),
+    /// Run one task through the same sandbox the worker uses, without Redis.
+    ///
+    /// Prints the outcome, the result, the fuel and time it took and what
+    /// the handler logged. Exits 0 when the handler succeeded, 1 when the
+    /// task failed.
+    Exec(exec::Args),
+    /// Measure the sandbox: per-task overhead against a naive embedding,
+    /// and start-up with a cold and a warm module cache.
+    Bench(bench::Args),
+}
+
+/// Where the config is read from, shared by subcommands.
+#[derive(Debug, clap::Args)]
+struct ConfigArg {
+    /// The config file.
+    #[arg(short, long, env = "WASQ_CONFIG", default_value = "wasq.toml")]
+    config: PathBuf,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(&cli.log, cli.log_json);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Check(args) => check::run(args).await,
+            Command::Exec(args) => exec::run(args).await,
+            Command::Bench(args) => bench::run(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_tracing(filter: &str, json: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Loads the config and the runtime off the async threads (compiling is
+/// CPU-bound).
+async fn load_runtime(path: &std::path::Path) -> anyhow::Result<(wasq::config::Config, wasq::runtime::Runtime)> {
+    use anyhow::Context as _;
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let config = wasq::config::Config::load(&path)?;
+        let runtime = wasq::runtime::Runtime::load(&config)?;
+        Ok((config, runtime))
+    })
+    .await
+    .context("loading the runtime panicked")?
+}

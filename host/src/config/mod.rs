@@ -1,0 +1,384 @@
+//! `wasq.toml`: the host's configuration.
+//!
+//! One file configures the sandbox runtime and every task type. Each
+//! `[tasks."<type>"]` table names the component that handles the type, its
+//! limits (falling back to `[defaults]`) and what it is granted. Nothing is
+//! granted unless listed.
+//!
+//! ```toml
+//! [runtime]
+//! cache_dir = ".wasq-cache"   # compiled components, reused across restarts
+//! max_sandboxes = 128         # sandboxes alive at once (the instance pool)
+//!
+//! [defaults]                  # limits of every task type unless it overrides them
+//! fuel = 10_000_000_000       # instruction budget per task, or "unlimited"
+//! memory = "128MiB"           # linear memory per task
+//! timeout = "60s"             # wall clock per task (a task's own deadline may cut it shorter)
+//!
+//! [tasks."images:resize"]
+//! module = "examples-wasm/target/wasm32-wasip2/release/image_resize.wasm"
+//! memory = "512MiB"
+//! dirs = [{ host = "./images", guest = "/images", mode = "rw" }]
+//! env = ["THUMB_QUALITY"]     # host env vars passed through by name
+//! clock = true                # real clocks; otherwise frozen at the task's start
+//! enqueue = ["webhooks"]      # queues its handler may enqueue follow-ups into
+//! ```
+//!
+//! Relative paths are resolved against the directory of the config file.
+//! Unknown keys and bad values are errors that name the file, line and key
+//! ([`ConfigError`]).
+
+mod error;
+mod units;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+pub use error::ConfigError;
+pub(crate) use error::toml_key;
+pub(crate) use units::parse_socket_grant;
+pub use units::{ByteSize, Fuel, HumanDuration};
+
+/// The whole `wasq.toml`, as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Engine-wide settings.
+    #[serde(default)]
+    pub runtime: RuntimeConfig,
+    /// Limits every task type gets unless it sets its own.
+    #[serde(default)]
+    pub defaults: LimitsConfig,
+    /// Task types by name, e.g. `notifications:email`.
+    #[serde(default)]
+    pub tasks: BTreeMap<String, TaskTypeConfig>,
+    /// Where the file was read from (not a key of the file).
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
+    /// The file's text, kept to point errors found after parsing at a line.
+    #[serde(skip)]
+    text: String,
+}
+
+/// `[runtime]`: settings of the engine shared by all task types.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+    /// Where compiled components are cached (default: `$XDG_CACHE_HOME/wasq`,
+    /// else `~/.cache/wasq`). Only the host should be able to write here:
+    /// cached code is loaded as trusted native code.
+    pub cache_dir: Option<PathBuf>,
+    /// How many sandboxes may be alive at once; sizes the instance pool.
+    pub max_sandboxes: u32,
+    /// How often the engine checks deadlines and lets other work run.
+    pub epoch_tick: HumanDuration,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            cache_dir: None,
+            max_sandboxes: 128,
+            epoch_tick: HumanDuration(Duration::from_millis(5)),
+        }
+    }
+}
+
+/// Limits of a sandbox; every field is optional where it appears in a task
+/// type and falls back to `[defaults]`, then to the built-in default.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Instruction budget per task (default 10 billion), or `"unlimited"`.
+    pub fuel: Option<Fuel>,
+    /// Linear memory per task (default 128 MiB).
+    pub memory: Option<ByteSize>,
+    /// Wall-clock time per task (default 60 s).
+    pub timeout: Option<HumanDuration>,
+    /// Largest payload accepted (default 1 MiB).
+    pub max_payload: Option<ByteSize>,
+    /// Largest result accepted (default 1 MiB).
+    pub max_result: Option<ByteSize>,
+    /// Bytes of logs and stdout/stderr kept per task (default 64 KiB).
+    pub max_log: Option<ByteSize>,
+}
+
+/// `[tasks."<type>"]`: one task type.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskTypeConfig {
+    /// The handler component (`.wasm`), relative to the config file.
+    pub module: Spanned<PathBuf>,
+    /// Instruction budget, overriding `[defaults]`.
+    pub fuel: Option<Fuel>,
+    /// Linear memory, overriding `[defaults]`.
+    pub memory: Option<ByteSize>,
+    /// Wall-clock time, overriding `[defaults]`.
+    pub timeout: Option<HumanDuration>,
+    /// Largest payload, overriding `[defaults]`.
+    pub max_payload: Option<ByteSize>,
+    /// Largest result, overriding `[defaults]`.
+    pub max_result: Option<ByteSize>,
+    /// Log bytes kept, overriding `[defaults]`.
+    pub max_log: Option<ByteSize>,
+    /// Directories preopened for the guest.
+    #[serde(default)]
+    pub dirs: Vec<DirGrant>,
+    /// Host environment variables passed through, by name.
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// Real wall and monotonic clocks; without it both are frozen at the
+    /// task's start.
+    #[serde(default)]
+    pub clock: bool,
+    /// Socket addresses (`ip:port`, port `*` for any) the guest may connect to.
+    #[serde(default)]
+    pub network: Vec<String>,
+    /// Queues the handler may enqueue follow-up tasks into.
+    #[serde(default)]
+    pub enqueue: Vec<String>,
+}
+
+/// A directory granted to a task type.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirGrant {
+    /// The directory on the host, relative to the config file.
+    pub host: PathBuf,
+    /// Where the guest sees it, e.g. `/images`.
+    pub guest: String,
+    /// `ro` (default) or `rw`.
+    #[serde(default)]
+    pub mode: DirMode,
+}
+
+/// Access to a granted directory.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum DirMode {
+    /// Read only.
+    #[default]
+    #[serde(rename = "ro")]
+    ReadOnly,
+    /// Read and write.
+    #[serde(rename = "rw")]
+    ReadWrite,
+}
+
+/// Limits after defaults are applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Instruction budget; `None` is unlimited.
+    pub fuel: Option<u64>,
+    /// Linear memory in bytes.
+    pub memory: u64,
+    /// Wall-clock time.
+    pub timeout: Duration,
+    /// Largest payload in bytes.
+    pub max_payload: u64,
+    /// Largest result in bytes.
+    pub max_result: u64,
+    /// Log bytes kept per task.
+    pub max_log: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            fuel: Some(10_000_000_000),
+            memory: 128 << 20,
+            timeout: Duration::from_secs(60),
+            max_payload: 1 << 20,
+            max_result: 1 << 20,
+            max_log: 64 << 10,
+        }
+    }
+}
+
+impl TaskTypeConfig {
+    /// The limits this task type sets itself (serde cannot flatten them
+    /// into the table and still reject unknown keys).
+    pub fn own_limits(&self) -> LimitsConfig {
+        LimitsConfig {
+            fuel: self.fuel,
+            memory: self.memory,
+            timeout: self.timeout,
+            max_payload: self.max_payload,
+            max_result: self.max_result,
+            max_log: self.max_log,
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// These limits over `base`: what is set here wins.
+    pub fn over(&self, base: &Limits) -> Limits {
+        Limits {
+            fuel: self.fuel.map_or(base.fuel, |f| f.0),
+            memory: self.memory.map_or(base.memory, |b| b.0),
+            timeout: self.timeout.map_or(base.timeout, |d| d.0),
+            max_payload: self.max_payload.map_or(base.max_payload, |b| b.0),
+            max_result: self.max_result.map_or(base.max_result, |b| b.0),
+            max_log: self.max_log.map_or(base.max_log, |b| b.0),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    ///
+    /// ```no_run
+    /// let config = wasq::config::Config::load("wasq.toml")?;
+    /// for (name, task) in &config.tasks {
+    ///     println!("{name}: {}", config.resolve(task.module.get_ref()).display());
+    /// }
+    /// # Ok::<(), wasq::config::ConfigError>(())
+    /// ```
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, Some(path))
+    }
+
+    /// Parses config text; `source` names the file in errors and anchors
+    /// relative paths (the current directory when `None`).
+    ///
+    /// ```
+    /// let config = wasq::config::Config::parse(r#"
+    ///     [tasks."webhooks:sync"]
+    ///     module = "sync.wasm"
+    ///     fuel = "unlimited"
+    /// "#, None)?;
+    /// assert_eq!(config.limits_of("webhooks:sync").unwrap().fuel, None);
+    ///
+    /// let err = wasq::config::Config::parse("[tasks.x]\nmodule = 'x.wasm'\nfule = 1\n", None)
+    ///     .unwrap_err();
+    /// assert!(err.to_string().contains("line 3"), "{err}");
+    /// assert!(err.to_string().contains("tasks.x.fule"), "{err}");
+    /// # Ok::<(), wasq::config::ConfigError>(())
+    /// ```
+    pub fn parse(text: &str, source: Option<&Path>) -> Result<Self, ConfigError> {
+        let located = |span: Option<std::ops::Range<usize>>, key: String, message: String| {
+            let (line, column) = span.map_or((0, 0), |s| error::line_col(text, s.start));
+            ConfigError::Invalid {
+                path: source.map(Path::to_owned),
+                line,
+                column,
+                key,
+                message,
+            }
+        };
+        let deserializer = toml::de::Deserializer::parse(text)
+            .map_err(|e| located(e.span(), String::new(), e.message().to_owned()))?;
+        let mut config: Config = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let key = error::toml_path(e.path());
+            let inner = e.into_inner();
+            located(inner.span(), key, inner.message().to_owned())
+        })?;
+        config.source = source.map(Path::to_owned);
+        config.text = text.to_owned();
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (name, task) in &self.tasks {
+            let key = |field: &str| format!("tasks.{}.{field}", toml_key(name));
+            if name.is_empty() {
+                return Err(self.invalid_at(task.module.span(), key("module"), "task type name is empty"));
+            }
+            for (i, dir) in task.dirs.iter().enumerate() {
+                if !dir.guest.starts_with('/') {
+                    return Err(self.invalid_near(
+                        &key("dirs"),
+                        format!("{}[{i}].guest", key("dirs")),
+                        format!("guest path {:?} must be absolute, like \"/data\"", dir.guest),
+                    ));
+                }
+            }
+            for (i, addr) in task.network.iter().enumerate() {
+                if let Err(message) = parse_socket_grant(addr) {
+                    return Err(self.invalid_near(&key("network"), format!("{}[{i}]", key("network")), message));
+                }
+            }
+        }
+        if self.runtime.max_sandboxes == 0 {
+            return Err(self.invalid_near("max_sandboxes", "runtime.max_sandboxes".into(), "must be at least 1".into()));
+        }
+        Ok(())
+    }
+
+    /// An error pointing at a span of the file.
+    pub fn invalid_at(&self, span: std::ops::Range<usize>, key: String, message: impl Into<String>) -> ConfigError {
+        let (line, column) = error::line_col(&self.text, span.start);
+        ConfigError::Invalid {
+            path: self.source.clone(),
+            line,
+            column,
+            key,
+            message: message.into(),
+        }
+    }
+
+    /// An error pointing at the first line that mentions `needle`'s last
+    /// dotted part (used for checks made after parsing).
+    fn invalid_near(&self, needle: &str, key: String, message: String) -> ConfigError {
+        let last = needle.rsplit('.').next().unwrap_or(needle);
+        let line = self
+            .text
+            .lines()
+            .position(|l| l.trim_start().starts_with(last))
+            .map_or(0, |i| i + 1);
+        ConfigError::Invalid {
+            path: self.source.clone(),
+            line,
+            column: 1,
+            key,
+            message,
+        }
+    }
+
+    /// The directory relative paths are resolved against.
+    pub fn base_dir(&self) -> PathBuf {
+        self.source
+            .as_deref()
+            .and_then(Path::parent)
+            .map(Path::to_owned)
+            .unwrap_or_default()
+    }
+
+    /// Resolves a path of the config file against its directory.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_owned()
+        } else {
+            self.base_dir().join(path)
+        }
+    }
+
+    /// The limits of a task type after `[defaults]` and built-in defaults.
+    pub fn limits_of(&self, task_type: &str) -> Option<Limits> {
+        let base = self.defaults.over(&Limits::default());
+        self.tasks.get(task_type).map(|t| t.own_limits().over(&base))
+    }
+
+    /// The compiled-component cache directory.
+    pub fn cache_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.runtime.cache_dir {
+            return self.resolve(dir);
+        }
+        if let Some(xdg) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+            return PathBuf::from(xdg).join("wasq");
+        }
+        if let Some(home) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+            return PathBuf::from(home).join(".cache").join("wasq");
+        }
+        std::env::temp_dir().join("wasq-cache")
+    }
+}

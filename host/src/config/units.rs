@@ -1,0 +1,125 @@
+//! Human units in the config: byte sizes, durations and fuel budgets.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+
+/// A size in bytes: an integer, or a string such as `"64MiB"`, `"512 KiB"`,
+/// `"1GB"`.
+///
+/// ```
+/// use wasq::config::ByteSize;
+/// assert_eq!("64MiB".parse::<ByteSize>().unwrap().0, 64 << 20);
+/// assert_eq!("1.5 KB".parse::<ByteSize>().unwrap().0, 1500);
+/// assert!("lots".parse::<ByteSize>().is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl std::str::FromStr for ByteSize {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+        let (number, unit) = s.split_at(split);
+        let number: f64 = number
+            .parse()
+            .map_err(|_| format!("{s:?} is not a size; write e.g. \"64MiB\", \"512KiB\" or a number of bytes"))?;
+        let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "kb" | "k" => 1_000,
+            "mb" | "m" => 1_000_000,
+            "gb" | "g" => 1_000_000_000,
+            "kib" => 1 << 10,
+            "mib" => 1 << 20,
+            "gib" => 1 << 30,
+            other => return Err(format!("unknown size unit {other:?} in {s:?}; use B, KB, MB, GB, KiB, MiB or GiB")),
+        };
+        Ok(ByteSize((number * scale as f64).round() as u64))
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = ByteSize;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a size such as \"64MiB\" or a number of bytes")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<ByteSize, E> {
+                u64::try_from(v).map(ByteSize).map_err(|_| E::custom("a size cannot be negative"))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<ByteSize, E> {
+                Ok(ByteSize(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<ByteSize, E> {
+                v.parse().map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+/// A duration written as `"30s"`, `"5m"`, `"250ms"`, `"1h 30m"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        humantime::parse_duration(&text)
+            .map(HumanDuration)
+            .map_err(|e| de::Error::custom(format!("{text:?} is not a duration ({e}); write e.g. \"30s\" or \"5m\"")))
+    }
+}
+
+/// A fuel budget: a number of instructions, or `"unlimited"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fuel(pub Option<u64>);
+
+impl<'de> Deserialize<'de> for Fuel {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Fuel;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a positive number of instructions or \"unlimited\"")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Fuel, E> {
+                match u64::try_from(v) {
+                    Ok(n) if n > 0 => Ok(Fuel(Some(n))),
+                    _ => Err(E::custom("fuel must be positive, or \"unlimited\"")),
+                }
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Fuel, E> {
+                self.visit_i64(i64::try_from(v).unwrap_or(i64::MAX))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Fuel, E> {
+                if v == "unlimited" {
+                    Ok(Fuel(None))
+                } else {
+                    Err(E::custom(format!("fuel must be a number or \"unlimited\", not {v:?}")))
+                }
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+/// Parses a network grant `ip:port` (port `*` for any) into the address
+/// and optional port.
+pub(crate) fn parse_socket_grant(grant: &str) -> Result<(std::net::IpAddr, Option<u16>), String> {
+    let bad = || format!("network grant {grant:?} must be \"ip:port\" or \"ip:*\", e.g. \"127.0.0.1:8080\"");
+    let (ip, port) = grant.rsplit_once(':').ok_or_else(bad)?;
+    let ip = ip.trim_start_matches('[').trim_end_matches(']');
+    let ip = ip.parse().map_err(|_| bad())?;
+    let port = match port {
+        "*" => None,
+        p => Some(p.parse().map_err(|_| bad())?),
+    };
+    Ok((ip, port))
+}

@@ -1,0 +1,7 @@
+//! The `wasq` command line: see `wasq --help`.
+
+mod cli;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
+}

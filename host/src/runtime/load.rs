@@ -1,0 +1,176 @@
+//! Start-up: read each task type's module, make sure it is a component that
+//! implements the `wasq:task/handler` world, compile it (or load it from the
+//! cache) and prepare one `InstancePre` per task type.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::Engine;
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{Component, Linker};
+
+use super::RuntimeError;
+use super::bindings::HandlerPre;
+use super::cache::{CacheStatus, ComponentCache};
+use super::sandbox::{Grants, SandboxState};
+use crate::config::{Config, DirMode, Limits, TaskTypeConfig};
+
+/// The world handlers implement, as named in errors.
+pub const WORLD: &str = "wasq:task/handler@0.1.0";
+
+/// A task type ready to run.
+pub(crate) struct TaskType {
+    pub info: TaskTypeInfo,
+    pub grants: Arc<Grants>,
+    pub pre: HandlerPre<SandboxState>,
+}
+
+/// What was loaded for a task type.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TaskTypeInfo {
+    /// The task type.
+    pub name: String,
+    /// The module file.
+    pub module: PathBuf,
+    /// SHA-256 of the module file.
+    pub module_hash: String,
+    /// The module's size in bytes.
+    pub module_size: u64,
+    /// Whether the compiled code came from the cache.
+    pub cache: CacheStatus,
+    /// Time to compile or load it.
+    #[serde(with = "super::serde_micros")]
+    pub load_time: Duration,
+    /// Its limits.
+    #[serde(skip)]
+    pub limits: Limits,
+}
+
+pub(crate) fn task_type(
+    config: &Config,
+    name: &str,
+    task: &TaskTypeConfig,
+    engine: &Engine,
+    linker: &Linker<SandboxState>,
+    cache: &ComponentCache,
+) -> Result<TaskType, RuntimeError> {
+    let started = Instant::now();
+    let module = config.resolve(task.module.get_ref());
+    let at = |message: String| {
+        RuntimeError::Config(config.invalid_at(task.module.span(), format!("tasks.{}.module", key(name)), message))
+    };
+    let bytes = std::fs::read(&module).map_err(|e| at(format!("cannot read module {}: {e}", module.display())))?;
+    check_header(&bytes).map_err(|what| at(format!("{} is {what}", module.display())))?;
+    let module_hash = ComponentCache::module_hash(&bytes);
+    let (component, status) = cache
+        .load(engine, &module_hash, &bytes)
+        .map_err(|e| at(format!("{} does not compile: {e:#}", module.display())))?;
+    let pre = prepare(linker, &component, engine).map_err(|message| RuntimeError::World {
+        task_type: name.to_owned(),
+        module: module.clone(),
+        message,
+    })?;
+    let limits = config.limits_of(name).unwrap_or_default();
+    let grants = grants(config, name, task)?;
+    Ok(TaskType {
+        info: TaskTypeInfo {
+            name: name.to_owned(),
+            module,
+            module_hash,
+            module_size: bytes.len() as u64,
+            cache: status,
+            load_time: started.elapsed(),
+            limits,
+        },
+        grants: Arc::new(grants),
+        pre,
+    })
+}
+
+fn key(name: &str) -> String {
+    crate::config::toml_key(name)
+}
+
+/// Tells a component from a core module or from something that is not wasm.
+fn check_header(bytes: &[u8]) -> Result<(), &'static str> {
+    match bytes.get(..8) {
+        Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => Err(
+            "a core WebAssembly module, not a component: build the handler for wasm32-wasip2 \
+             (cargo build --target wasm32-wasip2), or wrap it with `wasm-tools component new`",
+        ),
+        Some([0, b'a', b's', b'm', _, _, 1, 0]) => Ok(()),
+        Some([0, b'a', b's', b'm', ..]) => Err("a WebAssembly binary of an unknown version"),
+        _ => Err("not a WebAssembly file"),
+    }
+}
+
+/// Checks that the component implements the world and prepares it.
+fn prepare(linker: &Linker<SandboxState>, component: &Component, engine: &Engine) -> Result<HandlerPre<SandboxState>, String> {
+    let ty = component.component_type();
+    match ty.get_export(engine, "handle").map(|e| e.ty) {
+        Some(ComponentItem::ComponentFunc(_)) => {}
+        Some(_) => return Err(format!("it exports `handle`, but not as a function, so it does not implement {WORLD}")),
+        None => {
+            let exports: Vec<&str> = ty.exports(engine).map(|(name, _)| name).collect();
+            let exports = if exports.is_empty() {
+                "nothing".to_owned()
+            } else {
+                exports.join(", ")
+            };
+            return Err(format!(
+                "missing export `handle` of world {WORLD} (it exports: {exports}); \
+                 export a handler with wasq_guest::export_handler!"
+            ));
+        }
+    }
+    let pre = linker
+        .instantiate_pre(component)
+        .map_err(|e| format!("its imports do not match what the host provides for {WORLD}: {e:#}"))?;
+    HandlerPre::new(pre).map_err(|e| format!("export `handle` does not have the type of {WORLD}: {e:#}"))
+}
+
+fn grants(config: &Config, name: &str, task: &TaskTypeConfig) -> Result<Grants, RuntimeError> {
+    let mut dirs = Vec::new();
+    for dir in &task.dirs {
+        let host = config.resolve(&dir.host);
+        if !host.is_dir() {
+            return Err(RuntimeError::Grant {
+                task_type: name.to_owned(),
+                message: format!("granted directory {} does not exist", host.display()),
+            });
+        }
+        dirs.push((host, dir.guest.clone(), dir.mode == DirMode::ReadWrite));
+    }
+    let mut env = Vec::new();
+    for var in &task.env {
+        match std::env::var(var) {
+            Ok(value) => env.push((var.clone(), value)),
+            Err(_) => tracing::warn!(task_type = name, "granted env var {var} is not set on the host; the guest will not see it"),
+        }
+    }
+    let network = task
+        .network
+        .iter()
+        .filter_map(|g| crate::config::parse_socket_grant(g).ok())
+        .collect();
+    Ok(Grants {
+        dirs,
+        env,
+        clock: task.clock,
+        network,
+        enqueue: task.enqueue.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_header;
+
+    #[test]
+    fn headers_tell_components_from_modules() {
+        assert!(check_header(b"\0asm\x0d\0\x01\0rest").is_ok());
+        assert!(check_header(b"\0asm\x01\0\0\0").unwrap_err().contains("core WebAssembly module"));
+        assert!(check_header(b"hello world").unwrap_err().contains("not a WebAssembly file"));
+    }
+}

@@ -1,0 +1,127 @@
+//! A handler that misbehaves on request, to prove the sandbox contains it.
+//!
+//! The payload `{"do": "<mode>", ...}` picks the misbehaviour; the tests
+//! register this one module under several task types with different limits
+//! and grants.
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::Deserialize;
+use wasq_guest::{EnqueueOptions, Task, TaskError, info};
+
+#[derive(Deserialize)]
+struct Request {
+    #[serde(rename = "do")]
+    mode: String,
+    #[serde(default)]
+    path: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    queue: String,
+    #[serde(default)]
+    bytes: usize,
+    #[serde(default)]
+    lines: usize,
+    #[serde(default)]
+    addr: String,
+}
+
+static CALLS: AtomicU64 = AtomicU64::new(0);
+
+fn misbehave(task: Task) -> Result<Vec<u8>, TaskError> {
+    let req: Request = task.json()?;
+    match req.mode.as_str() {
+        "ok" => Ok(task.payload().to_vec()),
+        "loop" => {
+            let mut x: u64 = 0;
+            loop {
+                x = black_box(x.wrapping_add(1));
+            }
+        }
+        "memory" => {
+            let mut hoard: Vec<Vec<u8>> = Vec::new();
+            loop {
+                hoard.push(vec![1u8; 1 << 20]);
+                black_box(&hoard);
+            }
+        }
+        "panic" => panic!("deliberate panic for the test"),
+        "stack" => Ok(recurse(black_box(1)).to_le_bytes().to_vec()),
+        "huge-result" => Ok(vec![7u8; req.bytes]),
+        "log-flood" => {
+            for i in 0..req.lines {
+                info!(format!("flood line {i} {}", "x".repeat(80)));
+            }
+            Ok(b"flooded".to_vec())
+        }
+        "stdout-flood" => {
+            for i in 0..req.lines {
+                println!("stdout line {i} {}", "y".repeat(80));
+            }
+            Ok(b"flooded".to_vec())
+        }
+        "read-file" => std::fs::read(&req.path)
+            .map_err(|e| TaskError::skip_retry(format!("read {} failed: {e}", req.path))),
+        "write-file" => std::fs::write(&req.path, b"written by the guest")
+            .map(|()| b"written".to_vec())
+            .map_err(|e| TaskError::skip_retry(format!("write {} failed: {e}", req.path))),
+        "env" => {
+            let seen: Vec<String> = std::env::vars().map(|(k, _)| k).collect();
+            match std::env::var(&req.name) {
+                Ok(value) => Ok(format!("{}={value}; all: {}", req.name, seen.join(",")).into_bytes()),
+                Err(e) => Err(TaskError::skip_retry(format!(
+                    "env {} unavailable: {e}; all: [{}]",
+                    req.name,
+                    seen.join(",")
+                ))),
+            }
+        }
+        "socket" => match std::net::TcpStream::connect(&req.addr) {
+            Ok(_) => Ok(b"connected".to_vec()),
+            Err(e) => Err(TaskError::skip_retry(format!("connect {} failed: {e}", req.addr))),
+        },
+        "count" => {
+            let n = CALLS.fetch_add(1, Ordering::SeqCst) + 1;
+            Ok(n.to_string().into_bytes())
+        }
+        "clock" => {
+            let before = std::time::SystemTime::now();
+            let mut x = 0u64;
+            for i in 0..5_000_000u64 {
+                x = black_box(x ^ i);
+            }
+            let after = std::time::SystemTime::now();
+            let ms = before.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis();
+            let moved = after.duration_since(before).unwrap_or_default().as_nanos();
+            Ok(format!("{ms} {moved}").into_bytes())
+        }
+        "sleep" => {
+            std::thread::sleep(Duration::from_secs(600));
+            Ok(b"woke".to_vec())
+        }
+        "enqueue" => wasq_guest::enqueue(
+            "webhooks:sync",
+            br#"{"data": 1}"#,
+            EnqueueOptions::default().queue(&req.queue),
+        )
+        .map(String::into_bytes)
+        .map_err(|e| TaskError::skip_retry(e.to_string())),
+        "retry-later" => Err(TaskError::retry("try again later").after(Duration::from_secs(42))),
+        "revoke" => Err(TaskError::revoke("not wanted")),
+        other => Err(TaskError::skip_retry(format!("unknown mode {other:?}"))),
+    }
+}
+
+/// Recurses without bound; the arithmetic after the call keeps it from
+/// being turned into a loop.
+fn recurse(depth: u64) -> u64 {
+    if depth == 0 {
+        return 0;
+    }
+    black_box(recurse(black_box(depth + 1))).wrapping_add(depth)
+}
+
+wasq_guest::export_handler!(misbehave);
