@@ -90,7 +90,9 @@ impl fmt::Display for TaskError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.kind {
             Kind::Retry(None) => write!(f, "retry: {}", self.message),
-            Kind::Retry(Some(delay)) => write!(f, "retry in {}s: {}", delay.as_secs(), self.message),
+            Kind::Retry(Some(delay)) => {
+                write!(f, "retry in {}s: {}", delay.as_secs(), self.message)
+            }
             Kind::SkipRetry => write!(f, "skip retry: {}", self.message),
             Kind::Revoke => write!(f, "revoke: {}", self.message),
         }

@@ -71,6 +71,7 @@ pub use task::{EnqueueError, EnqueueOptions, Task, enqueue, set_progress};
 /// The generated bindings of `wit/wasq.wit`. Not a stable API: use the
 /// re-exports of this crate instead.
 #[doc(hidden)]
+#[allow(clippy::all, missing_docs)]
 pub mod __bindings {
     wit_bindgen::generate!({
         path: "../wit",

@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
-use crate::TaskError;
 use crate::__bindings::Task as RawTask;
 use crate::__bindings::wasq::task::{context, enqueue as raw};
+use crate::TaskError;
 
 /// The task being handled.
 #[derive(Debug, Clone)]
@@ -64,13 +64,13 @@ impl Task {
     /// same bytes would fail again, so the task is archived at once.
     ///
     /// ```
-    /// #[derive(serde::Deserialize)]
-    /// struct Sync { data: i64 }
+    /// #[derive(Debug, serde::Deserialize)]
+    /// struct Hook { data: i64 }
     ///
     /// let task = wasq_guest::Task::new("webhooks:sync", br#"{"data": 7}"#.to_vec());
-    /// assert_eq!(task.json::<Sync>().unwrap().data, 7);
+    /// assert_eq!(task.json::<Hook>().unwrap().data, 7);
     /// let bad = wasq_guest::Task::new("webhooks:sync", b"{}".to_vec());
-    /// assert!(bad.json::<Sync>().unwrap_err().message().contains("missing field `data`"));
+    /// assert!(bad.json::<Hook>().unwrap_err().message().contains("missing field `data`"));
     /// ```
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, TaskError> {
         serde_json::from_slice(&self.raw.payload).map_err(|error| {
@@ -107,7 +107,10 @@ impl Task {
 
     /// All headers.
     pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.raw.headers.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+        self.raw
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
     }
 }
 
@@ -222,7 +225,11 @@ impl std::error::Error for EnqueueError {}
 /// )?;
 /// # Ok::<(), wasq_guest::EnqueueError>(())
 /// ```
-pub fn enqueue(task_type: &str, payload: &[u8], options: EnqueueOptions) -> Result<String, EnqueueError> {
+pub fn enqueue(
+    task_type: &str,
+    payload: &[u8],
+    options: EnqueueOptions,
+) -> Result<String, EnqueueError> {
     let mut options = options;
     let opts = options.raw().clone();
     raw::enqueue(task_type, payload, &opts).map_err(|error| match error {

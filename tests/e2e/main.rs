@@ -1,1 +1,8 @@
-fn main(){}
+//! End-to-end tests: real components from `examples-wasm/` and
+//! `tests/guests/`, run through the wasq runtime and the `wasq` binary.
+//! One test binary (see `Cargo.toml`), a module per area.
+
+mod cli;
+mod examples;
+mod sandbox;
+mod startup;

@@ -1,1 +1,94 @@
-//! placeholder
+//! Shared support for wasq's end-to-end tests: where the built guests are,
+//! configs written into temporary directories, and the `wasq` binary.
+//!
+//! Guests are built once per test build by `build.rs`; the compiled-module
+//! cache is shared by all tests (`target/wasq-test-cache`), so each module
+//! is compiled once per machine, not once per test.
+
+use std::path::{Path, PathBuf};
+
+use wasq::config::Config;
+use wasq::runtime::{Runtime, RuntimeError};
+
+/// A built example handler, e.g. `example("email")`.
+pub fn example(name: &str) -> PathBuf {
+    Path::new(env!("WASQ_EXAMPLES_DIR")).join(format!("{}.wasm", name.replace('-', "_")))
+}
+
+/// A built test guest, e.g. `guest("misbehave")`.
+pub fn guest(name: &str) -> PathBuf {
+    Path::new(env!("WASQ_GUESTS_DIR")).join(format!("{}.wasm", name.replace('-', "_")))
+}
+
+/// The compiled-component cache the tests share.
+pub fn cache_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasq-test-cache")
+}
+
+/// A config file in a fresh temporary directory.
+pub struct TestConfig {
+    /// The directory; removed on drop.
+    pub dir: tempfile::TempDir,
+    /// The config file inside it.
+    pub path: PathBuf,
+}
+
+impl TestConfig {
+    /// Writes `body` after a `[runtime]` section that points at the shared
+    /// cache and keeps the pool small. `{examples}` and `{guests}` in
+    /// `body` are replaced by the directories of the built guests.
+    pub fn new(body: &str) -> Self {
+        let dir = tempfile::tempdir().expect("creating a temp dir");
+        let path = dir.path().join("wasq.toml");
+        let text = format!(
+            "[runtime]\ncache_dir = {:?}\nmax_sandboxes = 32\n\n{}",
+            cache_dir().display().to_string(),
+            body.replace("{examples}", env!("WASQ_EXAMPLES_DIR"))
+                .replace("{guests}", env!("WASQ_GUESTS_DIR"))
+        );
+        std::fs::write(&path, text).expect("writing the config");
+        Self { dir, path }
+    }
+
+    /// Loads the config and the runtime.
+    pub fn load(&self) -> Result<Runtime, RuntimeError> {
+        let config = Config::load(&self.path)?;
+        Runtime::load(&config)
+    }
+
+    /// Loads the runtime, panicking with the error.
+    pub fn runtime(&self) -> Runtime {
+        self.load()
+            .unwrap_or_else(|e| panic!("loading {}: {e}", self.path.display()))
+    }
+}
+
+/// The `wasq` binary built by `cargo test --workspace` (or `cargo build`).
+pub fn wasq_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/e2e-<hash> -> target/<profile>/wasq
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join("wasq"))
+        .expect("target directory");
+    assert!(
+        bin.exists(),
+        "{} is missing: run the tests with `cargo test --workspace`, which builds it",
+        bin.display()
+    );
+    bin
+}
+
+/// Runs `wasq` with `args`; returns (exit code, stdout, stderr).
+pub fn run_wasq(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(wasq_bin())
+        .args(args)
+        .output()
+        .expect("running wasq");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

@@ -15,7 +15,10 @@ struct Email {
 fn send_email(task: Task) -> Result<String, TaskError> {
     let email: Email = task.json()?;
     info!(
-        format!("sending email from user {} to user {}", email.from, email.to),
+        format!(
+            "sending email from user {} to user {}",
+            email.from, email.to
+        ),
         from = email.from,
         to = email.to
     );

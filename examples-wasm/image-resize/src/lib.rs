@@ -31,7 +31,8 @@ struct Thumbnail {
 fn resize(task: Task) -> Result<Json<Thumbnail>, TaskError> {
     let req: Resize = task.json()?;
     // A missing or unreadable source will not appear by retrying.
-    let img = image::open(&req.src).map_err(|e| TaskError::skip_retry(format!("cannot open {}: {e}", req.src)))?;
+    let img = image::open(&req.src)
+        .map_err(|e| TaskError::skip_retry(format!("cannot open {}: {e}", req.src)))?;
     wasq_guest::set_progress(30);
     let thumb = match (req.width, req.height) {
         (Some(w), Some(h)) => img.thumbnail_exact(w, h),
@@ -41,12 +42,21 @@ fn resize(task: Task) -> Result<Json<Thumbnail>, TaskError> {
         }
     };
     wasq_guest::set_progress(80);
-    let dst = req.dst.map(PathBuf::from).unwrap_or_else(|| thumb_path(Path::new(&req.src)));
+    let dst = req
+        .dst
+        .map(PathBuf::from)
+        .unwrap_or_else(|| thumb_path(Path::new(&req.src)));
     thumb
         .save(&dst)
         .map_err(|e| TaskError::retry(format!("cannot write {}: {e}", dst.display())))?;
     info!(
-        format!("resized {} ({}x{}) to {}", req.src, img.width(), img.height(), dst.display()),
+        format!(
+            "resized {} ({}x{}) to {}",
+            req.src,
+            img.width(),
+            img.height(),
+            dst.display()
+        ),
         width = thumb.width(),
         height = thumb.height()
     );

@@ -12,7 +12,10 @@ struct Webhook {
 
 fn sync(task: Task) -> Result<String, TaskError> {
     let hook: Webhook = task.json()?;
-    info!(format!("processing webhook with data {}", hook.data), data = hook.data);
+    info!(
+        format!("processing webhook with data {}", hook.data),
+        data = hook.data
+    );
     Ok(format!("webhook {} processed", hook.data))
 }
 

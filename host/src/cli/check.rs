@@ -41,14 +41,21 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{}: ok, {} task type(s)", args.config.config.display(), types.len());
+    println!(
+        "{}: ok, {} task type(s)",
+        args.config.config.display(),
+        types.len()
+    );
     for t in &types {
         let cache = match t.cache {
             CacheStatus::Hit => "cached",
             CacheStatus::Compiled => "compiled",
             CacheStatus::CompiledUncached => "compiled (cache not writable)",
         };
-        let fuel = t.limits.fuel.map_or("unlimited".to_owned(), |f| f.to_string());
+        let fuel = t
+            .limits
+            .fuel
+            .map_or("unlimited".to_owned(), |f| f.to_string());
         println!(
             "  {:<24} {} ({} KiB, sha256 {}), {cache} in {:.1?}; fuel {fuel}, memory {} MiB, timeout {}",
             t.name,

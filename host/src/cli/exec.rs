@@ -36,10 +36,13 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         (None, Some(path)) if path.as_os_str() == "-" => {
             use std::io::Read as _;
             let mut buf = Vec::new();
-            std::io::stdin().read_to_end(&mut buf).context("reading the payload from stdin")?;
+            std::io::stdin()
+                .read_to_end(&mut buf)
+                .context("reading the payload from stdin")?;
             buf
         }
-        (None, Some(path)) => std::fs::read(path).with_context(|| format!("reading payload file {}", path.display()))?,
+        (None, Some(path)) => std::fs::read(path)
+            .with_context(|| format!("reading payload file {}", path.display()))?,
         (None, None) => b"{}".to_vec(),
     };
     let (_config, runtime) = super::load_runtime(&args.config.config).await?;
@@ -82,7 +85,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             println!("  {line}");
         }
         if run.logs_dropped > 0 {
-            println!("  ... {} more line(s) dropped past max_log", run.logs_dropped);
+            println!(
+                "  ... {} more line(s) dropped past max_log",
+                run.logs_dropped
+            );
         }
     }
     Ok(code)

@@ -58,7 +58,10 @@ struct ConfigArg {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(&cli.log, cli.log_json);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -84,7 +87,9 @@ pub fn main() -> ExitCode {
 fn init_tracing(filter: &str, json: bool) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {
@@ -94,7 +99,9 @@ fn init_tracing(filter: &str, json: bool) {
 
 /// Loads the config and the runtime off the async threads (compiling is
 /// CPU-bound).
-async fn load_runtime(path: &std::path::Path) -> anyhow::Result<(wasq::config::Config, wasq::runtime::Runtime)> {
+async fn load_runtime(
+    path: &std::path::Path,
+) -> anyhow::Result<(wasq::config::Config, wasq::runtime::Runtime)> {
     use anyhow::Context as _;
     let path = path.to_owned();
     tokio::task::spawn_blocking(move || {

@@ -69,8 +69,15 @@ pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
 
 /// A TOML key, quoted when it is not bare.
 pub(crate) fn toml_key(key: &str) -> String {
-    let bare = !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    if bare { key.to_owned() } else { format!("{key:?}") }
+    let bare = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if bare {
+        key.to_owned()
+    } else {
+        format!("{key:?}")
+    }
 }
 
 /// A serde path as a dotted TOML key path.

@@ -291,31 +291,51 @@ impl Config {
         for (name, task) in &self.tasks {
             let key = |field: &str| format!("tasks.{}.{field}", toml_key(name));
             if name.is_empty() {
-                return Err(self.invalid_at(task.module.span(), key("module"), "task type name is empty"));
+                return Err(self.invalid_at(
+                    task.module.span(),
+                    key("module"),
+                    "task type name is empty",
+                ));
             }
             for (i, dir) in task.dirs.iter().enumerate() {
                 if !dir.guest.starts_with('/') {
                     return Err(self.invalid_near(
                         &key("dirs"),
                         format!("{}[{i}].guest", key("dirs")),
-                        format!("guest path {:?} must be absolute, like \"/data\"", dir.guest),
+                        format!(
+                            "guest path {:?} must be absolute, like \"/data\"",
+                            dir.guest
+                        ),
                     ));
                 }
             }
             for (i, addr) in task.network.iter().enumerate() {
                 if let Err(message) = parse_socket_grant(addr) {
-                    return Err(self.invalid_near(&key("network"), format!("{}[{i}]", key("network")), message));
+                    return Err(self.invalid_near(
+                        &key("network"),
+                        format!("{}[{i}]", key("network")),
+                        message,
+                    ));
                 }
             }
         }
         if self.runtime.max_sandboxes == 0 {
-            return Err(self.invalid_near("max_sandboxes", "runtime.max_sandboxes".into(), "must be at least 1".into()));
+            return Err(self.invalid_near(
+                "max_sandboxes",
+                "runtime.max_sandboxes".into(),
+                "must be at least 1".into(),
+            ));
         }
         Ok(())
     }
 
     /// An error pointing at a span of the file.
-    pub fn invalid_at(&self, span: std::ops::Range<usize>, key: String, message: impl Into<String>) -> ConfigError {
+    pub fn invalid_at(
+        &self,
+        span: std::ops::Range<usize>,
+        key: String,
+        message: impl Into<String>,
+    ) -> ConfigError {
         let (line, column) = error::line_col(&self.text, span.start);
         ConfigError::Invalid {
             path: self.source.clone(),
@@ -365,7 +385,9 @@ impl Config {
     /// The limits of a task type after `[defaults]` and built-in defaults.
     pub fn limits_of(&self, task_type: &str) -> Option<Limits> {
         let base = self.defaults.over(&Limits::default());
-        self.tasks.get(task_type).map(|t| t.own_limits().over(&base))
+        self.tasks
+            .get(task_type)
+            .map(|t| t.own_limits().over(&base))
     }
 
     /// The compiled-component cache directory.

@@ -3,8 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
 
 /// A size in bytes: an integer, or a string such as `"64MiB"`, `"512 KiB"`,
 /// `"1GB"`.
@@ -23,11 +23,13 @@ impl std::str::FromStr for ByteSize {
 
     fn from_str(s: &str) -> Result<Self, String> {
         let s = s.trim();
-        let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+        let split = s
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(s.len());
         let (number, unit) = s.split_at(split);
-        let number: f64 = number
-            .parse()
-            .map_err(|_| format!("{s:?} is not a size; write e.g. \"64MiB\", \"512KiB\" or a number of bytes"))?;
+        let number: f64 = number.parse().map_err(|_| {
+            format!("{s:?} is not a size; write e.g. \"64MiB\", \"512KiB\" or a number of bytes")
+        })?;
         let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
             "" | "b" => 1,
             "kb" | "k" => 1_000,
@@ -36,7 +38,11 @@ impl std::str::FromStr for ByteSize {
             "kib" => 1 << 10,
             "mib" => 1 << 20,
             "gib" => 1 << 30,
-            other => return Err(format!("unknown size unit {other:?} in {s:?}; use B, KB, MB, GB, KiB, MiB or GiB")),
+            other => {
+                return Err(format!(
+                    "unknown size unit {other:?} in {s:?}; use B, KB, MB, GB, KiB, MiB or GiB"
+                ));
+            }
         };
         Ok(ByteSize((number * scale as f64).round() as u64))
     }
@@ -51,7 +57,9 @@ impl<'de> Deserialize<'de> for ByteSize {
                 f.write_str("a size such as \"64MiB\" or a number of bytes")
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<ByteSize, E> {
-                u64::try_from(v).map(ByteSize).map_err(|_| E::custom("a size cannot be negative"))
+                u64::try_from(v)
+                    .map(ByteSize)
+                    .map_err(|_| E::custom("a size cannot be negative"))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<ByteSize, E> {
                 Ok(ByteSize(v))
@@ -73,7 +81,11 @@ impl<'de> Deserialize<'de> for HumanDuration {
         let text = String::deserialize(deserializer)?;
         humantime::parse_duration(&text)
             .map(HumanDuration)
-            .map_err(|e| de::Error::custom(format!("{text:?} is not a duration ({e}); write e.g. \"30s\" or \"5m\"")))
+            .map_err(|e| {
+                de::Error::custom(format!(
+                    "{text:?} is not a duration ({e}); write e.g. \"30s\" or \"5m\""
+                ))
+            })
     }
 }
 
@@ -102,7 +114,9 @@ impl<'de> Deserialize<'de> for Fuel {
                 if v == "unlimited" {
                     Ok(Fuel(None))
                 } else {
-                    Err(E::custom(format!("fuel must be a number or \"unlimited\", not {v:?}")))
+                    Err(E::custom(format!(
+                        "fuel must be a number or \"unlimited\", not {v:?}"
+                    )))
                 }
             }
         }
@@ -113,7 +127,9 @@ impl<'de> Deserialize<'de> for Fuel {
 /// Parses a network grant `ip:port` (port `*` for any) into the address
 /// and optional port.
 pub(crate) fn parse_socket_grant(grant: &str) -> Result<(std::net::IpAddr, Option<u16>), String> {
-    let bad = || format!("network grant {grant:?} must be \"ip:port\" or \"ip:*\", e.g. \"127.0.0.1:8080\"");
+    let bad = || {
+        format!("network grant {grant:?} must be \"ip:port\" or \"ip:*\", e.g. \"127.0.0.1:8080\"")
+    };
     let (ip, port) = grant.rsplit_once(':').ok_or_else(bad)?;
     let ip = ip.trim_start_matches('[').trim_end_matches(']');
     let ip = ip.parse().map_err(|_| bad())?;

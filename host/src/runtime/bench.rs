@@ -1,1 +1,218 @@
-//! Benchmark placeholder
+//! Benchmarks of the sandbox itself, measured against a baseline in the same
+//! run so the figures survive a noisy machine.
+//!
+//! - **Per-task overhead**: the median time to run a no-op handler through
+//!   [`Runtime::execute`] (fresh store and instance from the pool, fuel,
+//!   epoch deadline, journal, call, teardown) against a naive embedding of
+//!   the same component: a new `Linker` with WASI per task, plain
+//!   instantiation, the default on-demand allocator, no fuel or epochs.
+//! - **Start-up**: [`Runtime::load`] of a config with an empty (cold) and
+//!   a filled (warm) compiled-module cache.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use wasmtime::Store;
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+
+use super::bindings::{Handler, Task};
+use super::journal::{Journal, TaskTags};
+use super::sandbox::{Grants, MemoryLimiter, SandboxState};
+use super::{Invocation, RecordingSink, Runtime, RuntimeError, engine};
+use crate::config::Config;
+
+/// Timings of one way of running tasks, in microseconds.
+#[derive(Debug, Clone, Serialize)]
+pub struct Timings {
+    /// Median.
+    pub median_us: f64,
+    /// 99th percentile.
+    pub p99_us: f64,
+    /// Tasks per second on one core, from the mean.
+    pub tasks_per_sec: f64,
+}
+
+/// The per-task overhead report.
+#[derive(Debug, Clone, Serialize)]
+pub struct OverheadReport {
+    /// Tasks run each way.
+    pub iterations: usize,
+    /// Our executor.
+    pub wasq: Timings,
+    /// The naive embedding.
+    pub naive: Timings,
+    /// wasq median / naive median (the target is at most 1/3).
+    pub ratio: f64,
+}
+
+/// The start-up report.
+#[derive(Debug, Clone, Serialize)]
+pub struct StartupReport {
+    /// Task types loaded.
+    pub task_types: usize,
+    /// Load time with an empty cache, in milliseconds.
+    pub cold_ms: f64,
+    /// Load time with a filled cache, in milliseconds.
+    pub warm_ms: f64,
+}
+
+/// Runs `iterations` no-op tasks each way, alternating in rounds so both
+/// see the same machine noise.
+pub async fn overhead(module: &Path, iterations: usize) -> Result<OverheadReport, RuntimeError> {
+    let cache = tempdir();
+    let text = format!(
+        "[runtime]\ncache_dir = {:?}\nmax_sandboxes = 4\n[tasks.noop]\nmodule = {:?}\n",
+        cache.display().to_string(),
+        module.display().to_string()
+    );
+    let config = Config::parse(&text, None)?;
+    let runtime = Runtime::load(&config)?;
+    let naive = Naive::new(module)?;
+
+    let mut ours = Vec::with_capacity(iterations);
+    let mut theirs = Vec::with_capacity(iterations);
+    // Warm both up (page faults, lazy init) before measuring.
+    for _ in 0..20 {
+        runtime
+            .execute(Invocation::new("noop", b"{}".to_vec()))
+            .await;
+        naive.run().await?;
+    }
+    let rounds = 10;
+    for _ in 0..rounds {
+        for _ in 0..iterations / rounds {
+            let started = Instant::now();
+            let run = runtime
+                .execute(Invocation::new("noop", b"{}".to_vec()))
+                .await;
+            ours.push(started.elapsed());
+            if let Some(failure) = run.outcome.failure() {
+                return Err(RuntimeError::Engine(format!(
+                    "the no-op task failed: {failure}"
+                )));
+            }
+        }
+        for _ in 0..iterations / rounds {
+            let started = Instant::now();
+            naive.run().await?;
+            theirs.push(started.elapsed());
+        }
+    }
+    let _ = std::fs::remove_dir_all(&cache);
+    let wasq = timings(&mut ours);
+    let naive = timings(&mut theirs);
+    Ok(OverheadReport {
+        iterations: ours.len(),
+        ratio: wasq.median_us / naive.median_us,
+        wasq,
+        naive,
+    })
+}
+
+/// Loads `config` twice with a fresh cache dir: cold, then warm.
+pub fn startup(config: &Config) -> Result<StartupReport, RuntimeError> {
+    let cache = tempdir();
+    let mut config = config.clone();
+    config.runtime.cache_dir = Some(cache.clone());
+    let started = Instant::now();
+    drop(Runtime::load(&config)?);
+    let cold = started.elapsed();
+    let started = Instant::now();
+    drop(Runtime::load(&config)?);
+    let warm = started.elapsed();
+    let _ = std::fs::remove_dir_all(&cache);
+    Ok(StartupReport {
+        task_types: config.tasks.len(),
+        cold_ms: cold.as_secs_f64() * 1e3,
+        warm_ms: warm.as_secs_f64() * 1e3,
+    })
+}
+
+fn tempdir() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("wasq-bench-{}", uuid::Uuid::new_v4()))
+}
+
+fn timings(samples: &mut [Duration]) -> Timings {
+    samples.sort();
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e6;
+    let mean = samples.iter().sum::<Duration>().as_secs_f64() / samples.len() as f64;
+    Timings {
+        median_us: at(0.5),
+        p99_us: at(0.99),
+        tasks_per_sec: 1.0 / mean,
+    }
+}
+
+/// The baseline: how a first embedding of wasmtime usually looks.
+struct Naive {
+    engine: wasmtime::Engine,
+    component: Component,
+}
+
+impl Naive {
+    fn new(module: &Path) -> Result<Self, RuntimeError> {
+        let engine =
+            engine::build_on_demand().map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        let component = Component::from_file(&engine, module)
+            .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        Ok(Self { engine, component })
+    }
+
+    async fn run(&self) -> Result<(), RuntimeError> {
+        let err = |e: wasmtime::Error| RuntimeError::Engine(format!("naive run: {e:#}"));
+        let mut linker = Linker::new(&self.engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(err)?;
+        Handler::add_to_linker::<SandboxState, HasSelf<SandboxState>>(&mut linker, |s| s)
+            .map_err(err)?;
+        let journal = Journal::new(
+            TaskTags {
+                id: "bench".into(),
+                task_type: "noop".into(),
+                queue: "default".into(),
+            },
+            1 << 16,
+        );
+        let grants = Arc::new(Grants::default());
+        let state = SandboxState {
+            wasi: grants
+                .wasi_ctx(&journal, std::time::SystemTime::now())
+                .map_err(err)?,
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter {
+                limit: u64::MAX,
+                peak: 0,
+            },
+            journal,
+            grants,
+            sink: Arc::new(RecordingSink::default()),
+            task_id: "bench".into(),
+            task_type: "noop".into(),
+            queue: "default".into(),
+            max_payload: u64::MAX,
+            deadline: Instant::now() + Duration::from_secs(60),
+            cancel: None,
+        };
+        let mut store = Store::new(&self.engine, state);
+        let handler = Handler::instantiate_async(&mut store, &self.component, &linker)
+            .await
+            .map_err(err)?;
+        let task = Task {
+            id: "bench".into(),
+            task_type: "noop".into(),
+            queue: "default".into(),
+            payload: b"{}".to_vec(),
+            retried: 0,
+            max_retry: 0,
+            deadline_ms: None,
+            headers: Vec::new(),
+        };
+        match handler.call_handle(&mut store, &task).await.map_err(err)? {
+            Ok(_) => Ok(()),
+            Err(e) => Err(RuntimeError::Engine(format!(
+                "the naive no-op task failed: {e:?}"
+            ))),
+        }
+    }
+}

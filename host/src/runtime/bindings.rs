@@ -9,4 +9,3 @@ wasmtime::component::bindgen!({
     },
     exports: { default: async },
 });
-

@@ -47,12 +47,18 @@ impl ComponentCache {
     }
 
     fn entry(&self, module_hash: &str) -> PathBuf {
-        self.dir.join(format!("{module_hash}-{:016x}.cwasm", self.engine_key))
+        self.dir
+            .join(format!("{module_hash}-{:016x}.cwasm", self.engine_key))
     }
 
     /// Loads the compiled component for `bytes`, compiling and storing it
     /// on a miss.
-    pub fn load(&self, engine: &Engine, module_hash: &str, bytes: &[u8]) -> wasmtime::Result<(Component, CacheStatus)> {
+    pub fn load(
+        &self,
+        engine: &Engine,
+        module_hash: &str,
+        bytes: &[u8],
+    ) -> wasmtime::Result<(Component, CacheStatus)> {
         let entry = self.entry(module_hash);
         if entry.exists() {
             // SAFETY: the entry was written by `Component::serialize` of this
@@ -60,7 +66,9 @@ impl ComponentCache {
             // hash; wasmtime checks the header again and refuses a mismatch.
             match unsafe { Component::deserialize_file(engine, &entry) } {
                 Ok(component) => return Ok((component, CacheStatus::Hit)),
-                Err(e) => tracing::warn!(path = %entry.display(), "ignoring unusable cached component: {e}"),
+                Err(e) => {
+                    tracing::warn!(path = %entry.display(), "ignoring unusable cached component: {e}")
+                }
             }
         }
         let component = Component::new(engine, bytes)?;
@@ -77,7 +85,9 @@ impl ComponentCache {
     fn store(&self, entry: &Path, component: &Component) -> wasmtime::Result<()> {
         std::fs::create_dir_all(&self.dir)?;
         let bytes = component.serialize()?;
-        let tmp = entry.with_extension(format!("tmp{}", std::process::id()));
+        // Unique per writer: threads of one process may compile the same
+        // module at once.
+        let tmp = entry.with_extension(format!("tmp-{}", uuid::Uuid::new_v4()));
         std::fs::write(&tmp, bytes)?;
         std::fs::rename(&tmp, entry)?;
         Ok(())

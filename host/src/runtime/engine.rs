@@ -16,18 +16,18 @@ pub(crate) fn build(max_sandboxes: u32, max_memory: u64) -> wasmtime::Result<Eng
         .wasm_component_model(true)
         .consume_fuel(true)
         .epoch_interruption(true)
-        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool(max_sandboxes, max_memory)));
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool(
+            max_sandboxes,
+            max_memory,
+        )));
     Engine::new(&config)
 }
 
-/// The same engine settings with the default (on-demand) allocator; only
-/// for the benchmark's naive baseline.
+/// A default engine (on-demand allocator, no fuel, no epochs), as a first
+/// embedding would make it; only for the benchmark's naive baseline.
 pub(crate) fn build_on_demand() -> wasmtime::Result<Engine> {
     let mut config = Config::new();
-    config
-        .wasm_component_model(true)
-        .consume_fuel(true)
-        .epoch_interruption(true);
+    config.wasm_component_model(true);
     Engine::new(&config)
 }
 

@@ -43,7 +43,7 @@ impl enqueue::Host for SandboxState {
         opts: enqueue::Options,
     ) -> Result<String, enqueue::EnqueueError> {
         let queue = opts.queue.unwrap_or_else(|| self.queue.clone());
-        if !self.grants.enqueue.iter().any(|q| *q == queue) {
+        if !self.grants.enqueue.contains(&queue) {
             let message = format!(
                 "task type {} is not granted queue {queue:?} (grant it with enqueue = [{queue:?}] in wasq.toml)",
                 self.task_type
@@ -85,7 +85,11 @@ impl SandboxState {
     /// Logs a denied request both in the task's journal and as a host warning.
     fn deny(&self, message: &str) {
         tracing::warn!(task_id = %self.task_id, task_type = %self.task_type, "denied: {message}");
-        self.journal
-            .log(LogLevel::Warn, LogSource::Log, format!("denied by host: {message}"), Vec::new());
+        self.journal.log(
+            LogLevel::Warn,
+            LogSource::Log,
+            format!("denied by host: {message}"),
+            Vec::new(),
+        );
     }
 }

@@ -116,7 +116,13 @@ impl Journal {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn log(&self, level: LogLevel, source: LogSource, message: String, fields: Vec<(String, String)>) {
+    pub fn log(
+        &self,
+        level: LogLevel,
+        source: LogSource,
+        message: String,
+        fields: Vec<(String, String)>,
+    ) {
         self.lock().push(LogLine {
             level,
             source,
@@ -181,7 +187,11 @@ impl Inner {
 
     fn push(&mut self, line: LogLine) {
         let size = line.message.len()
-            + line.fields.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+            + line
+                .fields
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>();
         let size = size as u64;
         if self.bytes + size > self.limit {
             self.dropped += 1;

@@ -58,9 +58,14 @@ pub(crate) fn task_type(
     let started = Instant::now();
     let module = config.resolve(task.module.get_ref());
     let at = |message: String| {
-        RuntimeError::Config(config.invalid_at(task.module.span(), format!("tasks.{}.module", key(name)), message))
+        RuntimeError::Config(config.invalid_at(
+            task.module.span(),
+            format!("tasks.{}.module", key(name)),
+            message,
+        ))
     };
-    let bytes = std::fs::read(&module).map_err(|e| at(format!("cannot read module {}: {e}", module.display())))?;
+    let bytes = std::fs::read(&module)
+        .map_err(|e| at(format!("cannot read module {}: {e}", module.display())))?;
     check_header(&bytes).map_err(|what| at(format!("{} is {what}", module.display())))?;
     let module_hash = ComponentCache::module_hash(&bytes);
     let (component, status) = cache
@@ -106,11 +111,19 @@ fn check_header(bytes: &[u8]) -> Result<(), &'static str> {
 }
 
 /// Checks that the component implements the world and prepares it.
-fn prepare(linker: &Linker<SandboxState>, component: &Component, engine: &Engine) -> Result<HandlerPre<SandboxState>, String> {
+fn prepare(
+    linker: &Linker<SandboxState>,
+    component: &Component,
+    engine: &Engine,
+) -> Result<HandlerPre<SandboxState>, String> {
     let ty = component.component_type();
     match ty.get_export(engine, "handle").map(|e| e.ty) {
         Some(ComponentItem::ComponentFunc(_)) => {}
-        Some(_) => return Err(format!("it exports `handle`, but not as a function, so it does not implement {WORLD}")),
+        Some(_) => {
+            return Err(format!(
+                "it exports `handle`, but not as a function, so it does not implement {WORLD}"
+            ));
+        }
         None => {
             let exports: Vec<&str> = ty.exports(engine).map(|(name, _)| name).collect();
             let exports = if exports.is_empty() {
@@ -124,10 +137,11 @@ fn prepare(linker: &Linker<SandboxState>, component: &Component, engine: &Engine
             ));
         }
     }
-    let pre = linker
-        .instantiate_pre(component)
-        .map_err(|e| format!("its imports do not match what the host provides for {WORLD}: {e:#}"))?;
-    HandlerPre::new(pre).map_err(|e| format!("export `handle` does not have the type of {WORLD}: {e:#}"))
+    let pre = linker.instantiate_pre(component).map_err(|e| {
+        format!("its imports do not match what the host provides for {WORLD}: {e:#}")
+    })?;
+    HandlerPre::new(pre)
+        .map_err(|e| format!("export `handle` does not have the type of {WORLD}: {e:#}"))
 }
 
 fn grants(config: &Config, name: &str, task: &TaskTypeConfig) -> Result<Grants, RuntimeError> {
@@ -146,7 +160,10 @@ fn grants(config: &Config, name: &str, task: &TaskTypeConfig) -> Result<Grants, 
     for var in &task.env {
         match std::env::var(var) {
             Ok(value) => env.push((var.clone(), value)),
-            Err(_) => tracing::warn!(task_type = name, "granted env var {var} is not set on the host; the guest will not see it"),
+            Err(_) => tracing::warn!(
+                task_type = name,
+                "granted env var {var} is not set on the host; the guest will not see it"
+            ),
         }
     }
     let network = task
@@ -170,7 +187,15 @@ mod tests {
     #[test]
     fn headers_tell_components_from_modules() {
         assert!(check_header(b"\0asm\x0d\0\x01\0rest").is_ok());
-        assert!(check_header(b"\0asm\x01\0\0\0").unwrap_err().contains("core WebAssembly module"));
-        assert!(check_header(b"hello world").unwrap_err().contains("not a WebAssembly file"));
+        assert!(
+            check_header(b"\0asm\x01\0\0\0")
+                .unwrap_err()
+                .contains("core WebAssembly module")
+        );
+        assert!(
+            check_header(b"hello world")
+                .unwrap_err()
+                .contains("not a WebAssembly file")
+        );
     }
 }

@@ -222,7 +222,10 @@ impl Runtime {
         let cache = cache::ComponentCache::new(config.cache_dir(), &engine);
         let mut types = BTreeMap::new();
         for (name, task) in &config.tasks {
-            types.insert(name.clone(), load::task_type(config, name, task, &engine, &linker, &cache)?);
+            types.insert(
+                name.clone(),
+                load::task_type(config, name, task, &engine, &linker, &cache)?,
+            );
         }
         let tick = config.runtime.epoch_tick.0;
         Ok(Self {
@@ -270,7 +273,10 @@ impl Runtime {
         let failed = |failure| Outcome::Failed { failure };
         let Some(task_type) = self.types.get(&invocation.task_type) else {
             report.outcome = failed(Failure::Host {
-                message: format!("no module is registered for task type {:?}", invocation.task_type),
+                message: format!(
+                    "no module is registered for task type {:?}",
+                    invocation.task_type
+                ),
             });
             report.wall_time = started.elapsed();
             return report;
@@ -296,7 +302,11 @@ impl Runtime {
             budget = budget.min(timeout);
         }
         if let Some(deadline) = invocation.deadline {
-            budget = budget.min(deadline.duration_since(SystemTime::now()).unwrap_or_default());
+            budget = budget.min(
+                deadline
+                    .duration_since(SystemTime::now())
+                    .unwrap_or_default(),
+            );
         }
         let deadline = Instant::now() + budget;
         let journal = Journal::new(
@@ -378,7 +388,9 @@ impl Runtime {
         journal.finish();
 
         report.outcome = match result {
-            Err(Interrupted::Timeout) => failed(Failure::Trap { cause: TrapCause::Timeout }),
+            Err(Interrupted::Timeout) => failed(Failure::Trap {
+                cause: TrapCause::Timeout,
+            }),
             Err(Interrupted::Cancelled) => failed(Failure::Trap {
                 cause: TrapCause::Cancelled,
             }),
@@ -386,12 +398,14 @@ impl Runtime {
             Ok(Ok(Err(error))) => failed(Failure::Handler {
                 error: handler_error(error),
             }),
-            Ok(Ok(Ok(result))) if result.len() as u64 > limits.max_result => failed(Failure::Limit {
-                limit: LimitExceeded::Result {
-                    size: result.len() as u64,
-                    limit: limits.max_result,
-                },
-            }),
+            Ok(Ok(Ok(result))) if result.len() as u64 > limits.max_result => {
+                failed(Failure::Limit {
+                    limit: LimitExceeded::Result {
+                        size: result.len() as u64,
+                        limit: limits.max_result,
+                    },
+                })
+            }
             Ok(Ok(Ok(result))) => Outcome::Success { result },
         };
         report.fuel_consumed = fuel.saturating_sub(store.get_fuel().unwrap_or(0));

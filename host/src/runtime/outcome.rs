@@ -214,17 +214,30 @@ impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Failure::Handler { error } => match error {
-                HandlerError::Retry { message, delay: None } => write!(f, "handler error (retry): {message}"),
+                HandlerError::Retry {
+                    message,
+                    delay: None,
+                } => write!(f, "handler error (retry): {message}"),
                 HandlerError::Retry {
                     message,
                     delay: Some(d),
-                } => write!(f, "handler error (retry in {}): {message}", humantime::format_duration(*d)),
-                HandlerError::SkipRetry { message } => write!(f, "handler error (skip retry): {message}"),
-                HandlerError::Revoke { message } => write!(f, "handler revoked the task: {message}"),
+                } => write!(
+                    f,
+                    "handler error (retry in {}): {message}",
+                    humantime::format_duration(*d)
+                ),
+                HandlerError::SkipRetry { message } => {
+                    write!(f, "handler error (skip retry): {message}")
+                }
+                HandlerError::Revoke { message } => {
+                    write!(f, "handler revoked the task: {message}")
+                }
             },
             Failure::Trap { cause } => match cause {
                 TrapCause::OutOfFuel => f.write_str("trap: out of fuel"),
-                TrapCause::MemoryLimit { limit } => write!(f, "trap: memory limit of {limit} bytes reached"),
+                TrapCause::MemoryLimit { limit } => {
+                    write!(f, "trap: memory limit of {limit} bytes reached")
+                }
                 TrapCause::Timeout => f.write_str("trap: timeout"),
                 TrapCause::Cancelled => f.write_str("trap: cancelled"),
                 TrapCause::Panic { message } => write!(f, "trap: panic: {message}"),
@@ -233,10 +246,16 @@ impl fmt::Display for Failure {
             },
             Failure::Limit { limit } => match limit {
                 LimitExceeded::Payload { size, limit } => {
-                    write!(f, "payload of {size} bytes is over the limit of {limit} bytes")
+                    write!(
+                        f,
+                        "payload of {size} bytes is over the limit of {limit} bytes"
+                    )
                 }
                 LimitExceeded::Result { size, limit } => {
-                    write!(f, "result of {size} bytes is over the limit of {limit} bytes")
+                    write!(
+                        f,
+                        "result of {size} bytes is over the limit of {limit} bytes"
+                    )
                 }
             },
             Failure::Host { message } => write!(f, "host error: {message}"),

@@ -17,11 +17,13 @@ use bytes::Bytes;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
-use wasmtime_wasi::{FsPerms, HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi::{
+    FsPerms, HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView,
+};
 
+use super::CancelToken;
 use super::journal::{Journal, LogSource};
 use super::sink::TaskSink;
-use super::CancelToken;
 
 /// What a task type is granted, resolved at start-up.
 #[derive(Debug, Clone, Default)]
@@ -51,11 +53,17 @@ impl Grants {
             b.envs(&self.env);
         }
         for (host, guest, writable) in &self.dirs {
-            let perms = if *writable { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
+            let perms = if *writable {
+                FsPerms::ReadWrite
+            } else {
+                FsPerms::ReadOnly
+            };
             b.preopened_dir(host, guest, perms)?;
         }
         if !self.clock {
-            let wall = started.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+            let wall = started
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default();
             b.wall_clock(FrozenWall(wall));
             b.monotonic_clock(FrozenMonotonic);
         }
@@ -122,7 +130,12 @@ pub(crate) struct MemoryLimiter {
 }
 
 impl wasmtime::ResourceLimiter for MemoryLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         let desired = desired as u64;
         if desired > self.limit {
             // An error, not `Ok(false)`: a failed `memory.grow` makes Rust
@@ -138,7 +151,12 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= 1_000_000)
     }
 }
@@ -212,7 +230,11 @@ impl OutputStream for Captured {
 }
 
 impl tokio::io::AsyncWrite for Captured {
-    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         self.journal.write_output(self.source, buf);
         Poll::Ready(Ok(buf.len()))
     }

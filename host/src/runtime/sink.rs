@@ -71,14 +71,23 @@ pub struct RecordingSink {
 impl RecordingSink {
     /// Every request so far, oldest first.
     pub fn requests(&self) -> Vec<FollowUp> {
-        self.requests.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
 impl TaskSink for RecordingSink {
     fn enqueue(&self, task: FollowUp) -> SinkFuture<'_> {
-        let id = task.task_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        self.requests.lock().unwrap_or_else(|e| e.into_inner()).push(task);
+        let id = task
+            .task_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        self.requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(task);
         Box::pin(async move { Ok(id) })
     }
 }

@@ -71,7 +71,9 @@ fn misbehave(task: Task) -> Result<Vec<u8>, TaskError> {
         "env" => {
             let seen: Vec<String> = std::env::vars().map(|(k, _)| k).collect();
             match std::env::var(&req.name) {
-                Ok(value) => Ok(format!("{}={value}; all: {}", req.name, seen.join(",")).into_bytes()),
+                Ok(value) => {
+                    Ok(format!("{}={value}; all: {}", req.name, seen.join(",")).into_bytes())
+                }
                 Err(e) => Err(TaskError::skip_retry(format!(
                     "env {} unavailable: {e}; all: [{}]",
                     req.name,
@@ -81,7 +83,10 @@ fn misbehave(task: Task) -> Result<Vec<u8>, TaskError> {
         }
         "socket" => match std::net::TcpStream::connect(&req.addr) {
             Ok(_) => Ok(b"connected".to_vec()),
-            Err(e) => Err(TaskError::skip_retry(format!("connect {} failed: {e}", req.addr))),
+            Err(e) => Err(TaskError::skip_retry(format!(
+                "connect {} failed: {e}",
+                req.addr
+            ))),
         },
         "count" => {
             let n = CALLS.fetch_add(1, Ordering::SeqCst) + 1;
@@ -90,11 +95,14 @@ fn misbehave(task: Task) -> Result<Vec<u8>, TaskError> {
         "clock" => {
             let before = std::time::SystemTime::now();
             let mut x = 0u64;
-            for i in 0..5_000_000u64 {
+            for i in 0..500_000u64 {
                 x = black_box(x ^ i);
             }
             let after = std::time::SystemTime::now();
-            let ms = before.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis();
+            let ms = before
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis();
             let moved = after.duration_since(before).unwrap_or_default().as_nanos();
             Ok(format!("{ms} {moved}").into_bytes())
         }

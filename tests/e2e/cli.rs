@@ -1,0 +1,93 @@
+//! The `wasq` binary: `check` and `exec` on the example handlers.
+
+use wasq_tests::{TestConfig, run_wasq};
+
+fn examples_config() -> TestConfig {
+    TestConfig::new(
+        r#"
+[tasks."notifications:email"]
+module = "{examples}/email.wasm"
+
+[tasks."webhooks:sync"]
+module = "{examples}/webhook_sync.wasm"
+"#,
+    )
+}
+
+#[test]
+fn check_lists_every_task_type() {
+    let config = examples_config();
+    let path = config.path.display().to_string();
+    let (code, out, err) = run_wasq(&["check", "--config", &path]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("ok, 2 task type(s)"), "{out}");
+    assert!(
+        out.contains("notifications:email") && out.contains("webhooks:sync"),
+        "{out}"
+    );
+
+    let (code, out, _) = run_wasq(&["check", "--config", &path, "--json"]);
+    assert_eq!(code, 0);
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["task_types"].as_array().unwrap().len(), 2);
+    assert_eq!(report["task_types"][0]["name"], "notifications:email");
+}
+
+#[test]
+fn check_fails_with_file_line_and_key() {
+    let config = TestConfig::new("[tasks.a]\nmodule = \"{examples}/email.wasm\"\nfule = 1\n");
+    let (code, _, err) = run_wasq(&["check", "--config", &config.path.display().to_string()]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("line 7") && err.contains("tasks.a.fule"),
+        "{err}"
+    );
+}
+
+#[test]
+fn exec_runs_the_email_handler() {
+    let config = examples_config();
+    let path = config.path.display().to_string();
+    let (code, out, err) = run_wasq(&[
+        "exec",
+        "--config",
+        &path,
+        "notifications:email",
+        "--payload",
+        r#"{"to": 42, "from": 7}"#,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("outcome  ok"), "{out}");
+    assert!(out.contains("result   email sent from 7 to 42"), "{out}");
+    assert!(
+        out.contains("INFO  sending email from user 7 to user 42 from=7 to=42"),
+        "{out}"
+    );
+    assert!(out.contains("fuel     "), "{out}");
+}
+
+#[test]
+fn exec_reports_failures_with_exit_code_1_and_json() {
+    let config = examples_config();
+    let path = config.path.display().to_string();
+    let payload = config.dir.path().join("payload.json");
+    std::fs::write(&payload, r#"{"dat": 1}"#).unwrap();
+    let (code, out, _) = run_wasq(&[
+        "exec",
+        "--config",
+        &path,
+        "webhooks:sync",
+        "--payload-file",
+        &payload.display().to_string(),
+        "--json",
+    ]);
+    assert_eq!(code, 1);
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["outcome"]["status"], "failed");
+    assert_eq!(report["outcome"]["failure"]["kind"], "handler");
+    assert_eq!(
+        report["outcome"]["failure"]["error"]["action"],
+        "skip_retry"
+    );
+    assert!(report["fuel_consumed"].as_u64().unwrap() > 0);
+}
