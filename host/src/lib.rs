@@ -7,12 +7,16 @@
 //! is given in `wasq.toml`.
 //!
 //! ## Modules
+//! - [`client`]: enqueue tasks ([`Client`], [`Task`], [`TaskOptions`]).
+//! - [`broker`]: every state change of a task in Redis, in Asynq's layout.
 //! - [`config`]: `wasq.toml`, with errors that name file, line and key.
 //! - [`runtime`]: the sandbox: engine, module cache, per-task execution,
 //!   classified outcomes, benchmarks.
+//! - [`worker`]: pulls tasks under per-queue concurrency and priority,
+//!   runs them in the sandbox, acknowledges, retries or archives them.
 //!
 //! ## Crate features
-//! - `runtime` (default): the wasmtime sandbox.
+//! - `runtime` (default): the wasmtime sandbox and the worker.
 //! - `cli` (default): the `wasq` binary.
 //!
 //! A service that only enqueues depends on `wasq` with
@@ -20,6 +24,16 @@
 
 #![deny(missing_docs)]
 
+pub mod broker;
+pub mod client;
 pub mod config;
+pub mod proto;
 #[cfg(feature = "runtime")]
 pub mod runtime;
+pub mod task;
+#[cfg(feature = "runtime")]
+pub mod worker;
+
+pub use broker::RedisConfig;
+pub use client::{Client, EnqueueError};
+pub use task::{Task, TaskInfo, TaskOptions, TaskState};

@@ -4,5 +4,6 @@
 
 mod cli;
 mod examples;
+mod queue;
 mod sandbox;
 mod startup;

@@ -3,7 +3,12 @@
 
 mod bench;
 mod check;
+mod connect;
+mod enqueue;
 mod exec;
+mod queue;
+mod stats;
+mod worker;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -45,6 +50,19 @@ enum Command {
     /// Measure the sandbox: per-task overhead against a naive embedding,
     /// and start-up with a cold and a warm module cache.
     Bench(bench::Args),
+    /// Run a worker: pull tasks from Redis and run them in their sandboxes.
+    ///
+    /// Uses the [redis], [worker] and [queues] sections of the config.
+    /// SIGINT/SIGTERM stop it gracefully: no new tasks, running ones get
+    /// `shutdown_timeout` to finish, the rest go back to pending.
+    Worker(worker::Args),
+    /// Enqueue a task (Asynq's options: queue, delay, retries, timeout,
+    /// deadline, uniqueness, id, retention).
+    Enqueue(enqueue::Args),
+    /// Inspect and control queues.
+    Queue(queue::Args),
+    /// Counts by state per queue, processed and failed today.
+    Stats(stats::Args),
 }
 
 /// Where the config is read from, shared by subcommands.
@@ -73,6 +91,10 @@ pub fn main() -> ExitCode {
             Command::Check(args) => check::run(args).await,
             Command::Exec(args) => exec::run(args).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Worker(args) => worker::run(args).await,
+            Command::Enqueue(args) => enqueue::run(args).await,
+            Command::Queue(args) => queue::run(args).await,
+            Command::Stats(args) => stats::run(args).await,
         }
     });
     match result {

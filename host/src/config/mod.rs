@@ -56,6 +56,14 @@ pub struct Config {
     /// Task types by name, e.g. `notifications:email`.
     #[serde(default)]
     pub tasks: BTreeMap<String, TaskTypeConfig>,
+    /// Where Redis is (needed by the worker and the client commands).
+    pub redis: Option<crate::broker::RedisConfig>,
+    /// The worker's settings.
+    #[serde(default)]
+    pub worker: WorkerConfig,
+    /// Queues the worker consumes, with their priority and concurrency.
+    #[serde(default)]
+    pub queues: BTreeMap<String, QueueConfig>,
     /// Where the file was read from (not a key of the file).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -84,6 +92,96 @@ impl Default for RuntimeConfig {
             cache_dir: None,
             max_sandboxes: 128,
             epoch_tick: HumanDuration(Duration::from_millis(5)),
+        }
+    }
+}
+
+/// `[worker]`: how the worker consumes queues.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerConfig {
+    /// Tasks in flight at once, over all queues.
+    pub concurrency: usize,
+    /// Always drain higher-priority queues first (else weighted order).
+    pub strict_priority: bool,
+    /// How long a graceful shutdown waits for running tasks before it
+    /// requeues them.
+    pub shutdown_timeout: HumanDuration,
+    /// How long a claimed task's lease lasts without a heartbeat; a task
+    /// whose worker died is recovered after it.
+    pub lease: HumanDuration,
+    /// How often due scheduled/retry tasks are moved to pending, abandoned
+    /// leases recovered and expired completed tasks deleted.
+    pub maintenance_interval: HumanDuration,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 10,
+            strict_priority: false,
+            shutdown_timeout: HumanDuration(Duration::from_secs(8)),
+            lease: HumanDuration(Duration::from_secs(30)),
+            maintenance_interval: HumanDuration(Duration::from_secs(1)),
+        }
+    }
+}
+
+/// `[queues.<name>]`: one queue the worker consumes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    /// Weight (or rank with `strict_priority`); default 1.
+    #[serde(default = "one")]
+    pub priority: u32,
+    /// At most this many tasks of the queue run at once on this worker.
+    pub concurrency: Option<usize>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// When a failed task is retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RetryDelay {
+    /// Asynq's default: `retried^4 + 15 + rand(0..30) * (retried + 1)` seconds.
+    #[default]
+    Asynq,
+    /// A fixed delay.
+    Fixed(Duration),
+}
+
+impl<'de> Deserialize<'de> for RetryDelay {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        if text == "asynq" {
+            return Ok(RetryDelay::Asynq);
+        }
+        humantime::parse_duration(&text)
+            .map(RetryDelay::Fixed)
+            .map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "retry_delay must be \"asynq\" or a duration like \"10s\", not {text:?} ({e})"
+                ))
+            })
+    }
+}
+
+impl RetryDelay {
+    /// The delay before retry number `retried + 1`.
+    pub fn delay(&self, retried: u32) -> Duration {
+        match self {
+            RetryDelay::Fixed(d) => *d,
+            RetryDelay::Asynq => {
+                let n = u64::from(retried);
+                let jitter = rand::random_range(0..30u64) * (n + 1);
+                Duration::from_secs(
+                    n.saturating_pow(4)
+                        .saturating_add(15)
+                        .saturating_add(jitter),
+                )
+            }
         }
     }
 }
@@ -141,6 +239,9 @@ pub struct TaskTypeConfig {
     /// Queues the handler may enqueue follow-up tasks into.
     #[serde(default)]
     pub enqueue: Vec<String>,
+    /// When failed tasks of this type are retried (default `"asynq"`).
+    #[serde(default)]
+    pub retry_delay: RetryDelay,
 }
 
 /// A directory granted to a task type.
@@ -317,6 +418,22 @@ impl Config {
                         message,
                     ));
                 }
+            }
+        }
+        if self.worker.concurrency == 0 {
+            return Err(self.invalid_near(
+                "concurrency",
+                "worker.concurrency".into(),
+                "must be at least 1".into(),
+            ));
+        }
+        for (name, queue) in &self.queues {
+            if queue.concurrency == Some(0) {
+                return Err(self.invalid_near(
+                    "concurrency",
+                    format!("queues.{}.concurrency", toml_key(name)),
+                    "must be at least 1".into(),
+                ));
             }
         }
         if self.runtime.max_sandboxes == 0 {

@@ -27,6 +27,10 @@ struct Request {
     lines: usize,
     #[serde(default)]
     addr: String,
+    #[serde(default)]
+    ms: u64,
+    #[serde(default)]
+    iters: u64,
 }
 
 static CALLS: AtomicU64 = AtomicU64::new(0);
@@ -105,6 +109,17 @@ fn misbehave(task: Task) -> Result<Vec<u8>, TaskError> {
                 .as_millis();
             let moved = after.duration_since(before).unwrap_or_default().as_nanos();
             Ok(format!("{ms} {moved}").into_bytes())
+        }
+        "nap" => {
+            std::thread::sleep(Duration::from_millis(req.ms));
+            Ok(format!("napped {}ms", req.ms).into_bytes())
+        }
+        "spin" => {
+            let mut x = 0u64;
+            for i in 0..req.iters {
+                x = black_box(x.wrapping_mul(31).wrapping_add(i));
+            }
+            Ok(format!("spun {}", x % 10).into_bytes())
         }
         "sleep" => {
             std::thread::sleep(Duration::from_secs(600));

@@ -1,0 +1,195 @@
+//! One connection type over a Redis Cluster and a single Redis.
+//!
+//! The cluster side is redis-rs's async cluster client (MOVED/ASK
+//! redirects, reconnects, topology refresh after a failover); the single
+//! side is a `ConnectionManager` (reconnects). Both are multiplexed:
+//! concurrent requests share one socket per node and are pipelined on the
+//! wire.
+
+use std::time::Duration;
+
+use redis::aio::ConnectionLike;
+use redis::cluster::ClusterClient;
+use redis::{Cmd, Pipeline, RedisFuture, Value};
+use serde::Deserialize;
+
+/// `[redis]`: where Redis is.
+///
+/// ```toml
+/// [redis]
+/// cluster = ["127.0.0.1:7000", "127.0.0.1:7001", "127.0.0.1:7002"]
+/// # or: url = "redis://127.0.0.1:6379/0"
+/// # username = "default"
+/// # password = "secret"
+/// # tls = false
+/// ```
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    /// Seed nodes of a Redis Cluster (`host:port`).
+    #[serde(default)]
+    pub cluster: Vec<String>,
+    /// A single Redis (`redis://` or `rediss://` URL).
+    pub url: Option<String>,
+    /// ACL user name.
+    pub username: Option<String>,
+    /// Password.
+    pub password: Option<String>,
+    /// Use TLS for cluster nodes (for a URL, use `rediss://`).
+    #[serde(default)]
+    pub tls: bool,
+}
+
+impl RedisConfig {
+    /// A single Redis at `url`.
+    pub fn single(url: &str) -> Self {
+        Self {
+            url: Some(url.to_owned()),
+            ..Self::default()
+        }
+    }
+
+    /// A cluster with these seed nodes.
+    pub fn cluster<S: AsRef<str>>(nodes: &[S]) -> Self {
+        Self {
+            cluster: nodes.iter().map(|n| n.as_ref().to_owned()).collect(),
+            ..Self::default()
+        }
+    }
+
+    /// True when this names a cluster.
+    pub fn is_cluster(&self) -> bool {
+        !self.cluster.is_empty()
+    }
+
+    fn node_url(&self, node: &str) -> String {
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        if node.contains("://") {
+            node.to_owned()
+        } else {
+            format!("{scheme}://{node}")
+        }
+    }
+}
+
+/// Errors connecting.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// Neither `cluster` nor `url` was given, or both.
+    #[error("[redis] needs exactly one of `cluster = [...]` or `url = \"redis://...\"`")]
+    Unconfigured,
+    /// Redis refused or could not be reached.
+    #[error("cannot connect to Redis at {target}: {source}")]
+    Redis {
+        /// Where.
+        target: String,
+        /// Why.
+        source: redis::RedisError,
+    },
+}
+
+/// A connection to a cluster or to one Redis; cheap to clone.
+#[derive(Clone)]
+pub enum Conn {
+    /// A Redis Cluster.
+    Cluster(redis::cluster_async::ClusterConnection),
+    /// One Redis.
+    Single(redis::aio::ConnectionManager),
+}
+
+impl Conn {
+    /// Connects. `response_timeout` bounds each request (blocking waits use
+    /// a connection of their own with a longer one).
+    pub async fn connect(
+        config: &RedisConfig,
+        response_timeout: Duration,
+    ) -> Result<Self, ConnectError> {
+        match (config.is_cluster(), &config.url) {
+            (true, None) => {
+                let nodes: Vec<String> =
+                    config.cluster.iter().map(|n| config.node_url(n)).collect();
+                let target = config.cluster.join(",");
+                let mut builder = ClusterClient::builder(nodes)
+                    .response_timeout(response_timeout)
+                    .connection_timeout(Duration::from_secs(2))
+                    .retries(6);
+                if let Some(user) = &config.username {
+                    builder = builder.username(user);
+                }
+                if let Some(password) = &config.password {
+                    builder = builder.password(password);
+                }
+                let client = builder.build().map_err(|source| ConnectError::Redis {
+                    target: target.clone(),
+                    source,
+                })?;
+                let conn = client
+                    .get_async_connection()
+                    .await
+                    .map_err(|source| ConnectError::Redis { target, source })?;
+                Ok(Conn::Cluster(conn))
+            }
+            (false, Some(url)) => {
+                let mut info: redis::ConnectionInfo =
+                    redis::IntoConnectionInfo::into_connection_info(url.as_str()).map_err(
+                        |source| ConnectError::Redis {
+                            target: url.clone(),
+                            source,
+                        },
+                    )?;
+                let mut redis_settings = info.redis_settings().clone();
+                if let Some(user) = &config.username {
+                    redis_settings = redis_settings.set_username(user);
+                }
+                if let Some(password) = &config.password {
+                    redis_settings = redis_settings.set_password(password);
+                }
+                info = info.set_redis_settings(redis_settings);
+                let client = redis::Client::open(info).map_err(|source| ConnectError::Redis {
+                    target: url.clone(),
+                    source,
+                })?;
+                let manager_config = redis::aio::ConnectionManagerConfig::new()
+                    .set_response_timeout(Some(response_timeout))
+                    .set_connection_timeout(Some(Duration::from_secs(2)));
+                let conn = client
+                    .get_connection_manager_with_config(manager_config)
+                    .await
+                    .map_err(|source| ConnectError::Redis {
+                        target: url.clone(),
+                        source,
+                    })?;
+                Ok(Conn::Single(conn))
+            }
+            _ => Err(ConnectError::Unconfigured),
+        }
+    }
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+            Conn::Single(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Cluster(c) => c.get_db(),
+            Conn::Single(c) => c.get_db(),
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! Every Redis key wasq uses, built in one place.
+//!
+//! Asynq's layout: each queue's keys carry the hash tag `{<queue>}`, so a
+//! whole queue lives in one cluster slot and every script on it runs on one
+//! node.
+//!
+//! | key | type | holds |
+//! | --- | --- | --- |
+//! | `asynq:{q}:t:<id>` | hash | `msg` (protobuf `TaskMessage`), `state`, `pending_since` (ns), `unique_key`, `result` |
+//! | `asynq:{q}:pending` | list | ids; LPUSH to enqueue, taken from the right |
+//! | `asynq:{q}:active` | list | ids being processed |
+//! | `asynq:{q}:lease` | zset | id → lease expiry (Unix s); extended by heartbeats |
+//! | `asynq:{q}:scheduled` | zset | id → process-at (Unix s) |
+//! | `asynq:{q}:retry` | zset | id → retry-at (Unix s) |
+//! | `asynq:{q}:archived` | zset | id → archived-at (Unix s) |
+//! | `asynq:{q}:completed` | zset | id → delete-at (Unix s), tasks kept for their retention |
+//! | `asynq:{q}:paused` | string | present while the queue is paused |
+//! | `asynq:{q}:processed`, `:failed` | string | totals |
+//! | `asynq:{q}:processed:<yyyy-mm-dd>`, `:failed:<date>` | string | daily counts (UTC, expire after 90 days) |
+//! | `asynq:{q}:unique:<type>:<md5 hex of payload>` | string | uniqueness lock → task id, with a TTL |
+//! | `asynq:{q}:wake` | list | wasq only: a token pushed when work becomes pending, so idle workers block instead of polling |
+//! | `asynq:queues` | set | every queue name |
+//! | `asynq:servers`, `asynq:workers` | zset | registered servers and their worker hashes → expiry |
+
+use md5::{Digest, Md5};
+
+/// Keys of one queue.
+#[derive(Debug, Clone)]
+pub struct QueueKeys {
+    name: String,
+    prefix: String,
+}
+
+impl QueueKeys {
+    /// Keys of queue `name`.
+    pub fn new(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            prefix: format!("asynq:{{{name}}}:"),
+        }
+    }
+
+    /// The queue's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn key(&self, suffix: &str) -> String {
+        format!("{}{suffix}", self.prefix)
+    }
+
+    /// `asynq:{q}:t:<id>`
+    pub fn task(&self, id: &str) -> String {
+        self.key(&format!("t:{id}"))
+    }
+    /// `asynq:{q}:pending`
+    pub fn pending(&self) -> String {
+        self.key("pending")
+    }
+    /// `asynq:{q}:active`
+    pub fn active(&self) -> String {
+        self.key("active")
+    }
+    /// `asynq:{q}:lease`
+    pub fn lease(&self) -> String {
+        self.key("lease")
+    }
+    /// `asynq:{q}:scheduled`
+    pub fn scheduled(&self) -> String {
+        self.key("scheduled")
+    }
+    /// `asynq:{q}:retry`
+    pub fn retry(&self) -> String {
+        self.key("retry")
+    }
+    /// `asynq:{q}:archived`
+    pub fn archived(&self) -> String {
+        self.key("archived")
+    }
+    /// `asynq:{q}:completed`
+    pub fn completed(&self) -> String {
+        self.key("completed")
+    }
+    /// `asynq:{q}:paused`
+    pub fn paused(&self) -> String {
+        self.key("paused")
+    }
+    /// `asynq:{q}:wake`
+    pub fn wake(&self) -> String {
+        self.key("wake")
+    }
+    /// `asynq:{q}:processed`
+    pub fn processed_total(&self) -> String {
+        self.key("processed")
+    }
+    /// `asynq:{q}:failed`
+    pub fn failed_total(&self) -> String {
+        self.key("failed")
+    }
+    /// `asynq:{q}:processed:<date>`
+    pub fn processed_on(&self, date: &str) -> String {
+        self.key(&format!("processed:{date}"))
+    }
+    /// `asynq:{q}:failed:<date>`
+    pub fn failed_on(&self, date: &str) -> String {
+        self.key(&format!("failed:{date}"))
+    }
+    /// `asynq:{q}:unique:<type>:<md5 hex of payload>`, as Asynq builds it.
+    pub fn unique(&self, task_type: &str, payload: &[u8]) -> String {
+        let digest = Md5::digest(payload);
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        self.key(&format!("unique:{task_type}:{hex}"))
+    }
+}
+
+/// `asynq:queues`
+pub const ALL_QUEUES: &str = "asynq:queues";
+/// `asynq:servers`
+pub const ALL_SERVERS: &str = "asynq:servers";
+/// `asynq:workers`
+pub const ALL_WORKERS: &str = "asynq:workers";
+
+/// `asynq:servers:{<host>:<pid>:<id>}`
+pub fn server_info(host: &str, pid: u32, id: &str) -> String {
+    format!("asynq:servers:{{{host}:{pid}:{id}}}")
+}
+
+/// `asynq:workers:{<host>:<pid>:<id>}`
+pub fn workers(host: &str, pid: u32, id: &str) -> String {
+    format!("asynq:workers:{{{host}:{pid}:{id}}}")
+}
+
+/// The UTC date `yyyy-mm-dd` of a Unix time, for daily counters.
+pub fn utc_date(unix_secs: i64) -> String {
+    // Days to civil date (Howard Hinnant's algorithm).
+    let z = unix_secs.div_euclid(86_400) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_follow_asynq_layout_with_hash_tags() {
+        let q = QueueKeys::new("images");
+        assert_eq!(q.task("abc"), "asynq:{images}:t:abc");
+        assert_eq!(q.pending(), "asynq:{images}:pending");
+        assert_eq!(
+            q.processed_on("2026-11-25"),
+            "asynq:{images}:processed:2026-11-25"
+        );
+        assert_eq!(
+            q.unique("images:resize", b"{}"),
+            "asynq:{images}:unique:images:resize:99914b932bd37a50b983c5e7c90ae93b"
+        );
+    }
+
+    #[test]
+    fn dates_are_utc_civil_dates() {
+        assert_eq!(utc_date(0), "1970-01-01");
+        assert_eq!(utc_date(951_782_400), "2000-02-29");
+        assert_eq!(utc_date(1_795_564_800), "2026-11-25");
+    }
+}

@@ -1,0 +1,563 @@
+//! The broker: every state change of a task in Redis, in Asynq's layout
+//! (see [`keys`] for the full key table).
+//!
+//! ```text
+//! enqueue ──► pending ──claim──► active + lease ──finish──► (deleted) | completed ──expire──► (deleted)
+//!   │  ▲                            │   │  └─fail─► retry ──forward──► pending
+//!   │  └────────── forward ◄── scheduled   └─fail─► archived
+//!   └─ (process_at) ──────────────► scheduled        └ requeue (shutdown) ─► pending
+//!                                      abandoned lease ──recover (fail with guard)──► retry | archived
+//! ```
+//!
+//! Each arrow is one Lua script run atomically on the queue's node. Scripts
+//! that act on tasks found by a scan (claim, forward, expire) take ids the
+//! caller peeked at with a read, so every key a script touches is declared
+//! in KEYS, and they re-check each id inside the script.
+
+mod conn;
+pub mod keys;
+mod scripts;
+mod topology;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use prost::Message as _;
+use redis::AsyncCommands as _;
+
+pub use conn::{Conn, ConnectError, RedisConfig};
+pub use keys::QueueKeys;
+pub use topology::{ClusterNode, QueueLocation};
+
+use crate::proto::TaskMessage;
+
+/// How long daily counters are kept.
+const STATS_TTL_SECS: i64 = 90 * 24 * 3600;
+
+/// A broker error.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// Connecting failed.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// A command or script failed.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// Redis answered something unexpected.
+    #[error("unexpected reply from redis: {0}")]
+    Protocol(String),
+}
+
+/// How an enqueue ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    /// Stored.
+    Ok,
+    /// A task with that id exists in the queue.
+    IdConflict,
+    /// A unique lock for the same type and payload is held.
+    Duplicate,
+}
+
+/// Counts of one queue by state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct QueueStats {
+    /// Queue name.
+    pub queue: String,
+    /// Paused?
+    pub paused: bool,
+    /// Pending tasks.
+    pub pending: u64,
+    /// Active tasks.
+    pub active: u64,
+    /// Scheduled tasks.
+    pub scheduled: u64,
+    /// Tasks waiting to be retried.
+    pub retry: u64,
+    /// Archived tasks.
+    pub archived: u64,
+    /// Completed tasks kept for retention.
+    pub completed: u64,
+    /// Processed today (UTC).
+    pub processed_today: u64,
+    /// Failed today (UTC).
+    pub failed_today: u64,
+    /// Processed in total.
+    pub processed_total: u64,
+    /// Failed in total.
+    pub failed_total: u64,
+}
+
+/// A task claimed by a worker.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    /// Task id.
+    pub id: String,
+    /// The raw `msg` bytes (may be invalid if another tool wrote them).
+    pub msg: Vec<u8>,
+}
+
+/// The broker: a connection plus the scripts. Cheap to clone.
+#[derive(Clone)]
+pub struct Broker {
+    conn: Conn,
+    config: RedisConfig,
+    known_queues: Arc<Mutex<HashSet<String>>>,
+}
+
+/// Now as Unix seconds.
+pub fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs() as i64
+}
+
+fn now_nanos() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos() as i64
+}
+
+fn stats_expiry() -> i64 {
+    now_secs() + STATS_TTL_SECS
+}
+
+impl Broker {
+    /// Connects to the cluster or single Redis of `config`.
+    pub async fn connect(config: &RedisConfig) -> Result<Self, BrokerError> {
+        let conn = Conn::connect(config, Duration::from_secs(5)).await?;
+        Ok(Self {
+            conn,
+            config: config.clone(),
+            known_queues: Arc::default(),
+        })
+    }
+
+    /// A new connection for blocking waits (BLPOP), so they never hold up
+    /// the shared one.
+    pub async fn blocking_conn(&self) -> Result<Conn, BrokerError> {
+        Ok(Conn::connect(&self.config, Duration::from_secs(30)).await?)
+    }
+
+    /// The shared connection, for commands not covered here.
+    pub fn conn(&self) -> Conn {
+        self.conn.clone()
+    }
+
+    /// Whether this broker talks to a cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.conn, Conn::Cluster(_))
+    }
+
+    /// Adds `queue` to `asynq:queues` (once per broker).
+    pub async fn register_queue(&self, queue: &str) -> Result<(), BrokerError> {
+        if self
+            .known_queues
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(queue)
+        {
+            return Ok(());
+        }
+        let mut conn = self.conn.clone();
+        let _: i64 = conn.sadd(keys::ALL_QUEUES, queue).await?;
+        self.known_queues
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(queue.to_owned());
+        Ok(())
+    }
+
+    /// Enqueues `msg` now or at `process_at` (Unix seconds), optionally
+    /// holding a unique lock for `unique_ttl` seconds.
+    pub async fn enqueue(
+        &self,
+        msg: &TaskMessage,
+        process_at: Option<i64>,
+        unique_ttl: Option<u64>,
+    ) -> Result<Enqueued, BrokerError> {
+        self.register_queue(&msg.queue).await?;
+        let q = QueueKeys::new(&msg.queue);
+        let mut inv = scripts::ENQUEUE.prepare_invoke();
+        inv.key(q.task(&msg.id));
+        match process_at {
+            Some(_) => inv.key(q.scheduled()),
+            None => inv.key(q.pending()),
+        };
+        inv.key(q.wake());
+        if unique_ttl.is_some() {
+            inv.key(&msg.unique_key);
+        }
+        inv.arg(msg.encode_to_vec())
+            .arg(&msg.id)
+            .arg(now_nanos())
+            .arg(process_at.unwrap_or(0))
+            .arg(unique_ttl.unwrap_or(0));
+        let mut conn = self.conn.clone();
+        let code: i64 = inv.invoke_async(&mut conn).await?;
+        Ok(match code {
+            1 => Enqueued::Ok,
+            0 => Enqueued::IdConflict,
+            _ => Enqueued::Duplicate,
+        })
+    }
+
+    /// Claims up to `n` pending tasks of `queue` with a lease until
+    /// `lease_expiry` (Unix seconds). Empty when the queue is empty or
+    /// paused.
+    pub async fn claim(
+        &self,
+        queue: &QueueKeys,
+        n: usize,
+        lease_expiry: i64,
+    ) -> Result<Vec<Claimed>, BrokerError> {
+        let mut conn = self.conn.clone();
+        let ids: Vec<String> = conn.lrange(queue.pending(), -(n as isize), -1).await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut inv = scripts::CLAIM.prepare_invoke();
+        inv.key(queue.pending())
+            .key(queue.paused())
+            .key(queue.active())
+            .key(queue.lease())
+            .arg(lease_expiry);
+        // The tail is the oldest: claim oldest first.
+        for id in ids.iter().rev() {
+            inv.key(queue.task(id)).arg(id);
+        }
+        let flat: Vec<Vec<u8>> = inv.invoke_async(&mut conn).await?;
+        let mut claimed = Vec::with_capacity(flat.len() / 2);
+        let mut it = flat.into_iter();
+        while let (Some(id), Some(msg)) = (it.next(), it.next()) {
+            let id = String::from_utf8(id)
+                .map_err(|_| BrokerError::Protocol("task id is not UTF-8".into()))?;
+            claimed.push(Claimed { id, msg });
+        }
+        Ok(claimed)
+    }
+
+    /// Blocks up to `timeout` for a wake token of `queue` on `conn` (a
+    /// connection from [`blocking_conn`](Self::blocking_conn)). True when
+    /// work may be pending.
+    pub async fn wait_for_work(
+        conn: &mut Conn,
+        queue: &QueueKeys,
+        timeout: Duration,
+    ) -> Result<bool, BrokerError> {
+        let popped: Option<(String, String)> =
+            conn.blpop(queue.wake(), timeout.as_secs_f64()).await?;
+        Ok(popped.is_some())
+    }
+
+    /// A task finished well: delete it, or keep it as completed until
+    /// `now + retention` with its `result`. False when the lease was lost.
+    pub async fn finish(&self, msg: &TaskMessage, result: &[u8]) -> Result<bool, BrokerError> {
+        let q = QueueKeys::new(&msg.queue);
+        let now = now_secs();
+        let mut inv = scripts::FINISH.prepare_invoke();
+        inv.key(q.active())
+            .key(q.lease())
+            .key(q.task(&msg.id))
+            .key(q.completed())
+            .key(q.processed_on(&keys::utc_date(now)))
+            .key(q.processed_total());
+        if !msg.unique_key.is_empty() {
+            inv.key(&msg.unique_key);
+        }
+        inv.arg(&msg.id);
+        if msg.retention > 0 {
+            let mut kept = msg.clone();
+            kept.completed_at = now;
+            inv.arg(now + msg.retention)
+                .arg(kept.encode_to_vec())
+                .arg(result);
+        } else {
+            inv.arg(0).arg("").arg("");
+        }
+        inv.arg(stats_expiry());
+        let mut conn = self.conn.clone();
+        let done: i64 = inv.invoke_async(&mut conn).await?;
+        Ok(done == 1)
+    }
+
+    /// A task failed: move it to retry (at `score`) or to the archive,
+    /// storing the updated `msg`. With `recover_at`, act only if its lease
+    /// expired by then (recovering an abandoned task). False when the lease
+    /// is gone (or still alive).
+    pub async fn fail(
+        &self,
+        msg: &TaskMessage,
+        archive: bool,
+        score: i64,
+        recover_at: Option<i64>,
+    ) -> Result<bool, BrokerError> {
+        let q = QueueKeys::new(&msg.queue);
+        let date = keys::utc_date(now_secs());
+        let mut inv = scripts::FAIL.prepare_invoke();
+        inv.key(q.active())
+            .key(q.lease())
+            .key(q.task(&msg.id))
+            .key(if archive { q.archived() } else { q.retry() })
+            .key(q.processed_on(&date))
+            .key(q.failed_on(&date))
+            .key(q.processed_total())
+            .key(q.failed_total())
+            .arg(&msg.id)
+            .arg(msg.encode_to_vec())
+            .arg(score)
+            .arg(if archive { "archived" } else { "retry" })
+            .arg(stats_expiry())
+            .arg(recover_at.map(|t| t.to_string()).unwrap_or_default());
+        let mut conn = self.conn.clone();
+        let done: i64 = inv.invoke_async(&mut conn).await?;
+        Ok(done == 1)
+    }
+
+    /// Archives a task whose `msg` cannot be decoded, keeping its bytes.
+    pub async fn archive_raw(
+        &self,
+        queue: &QueueKeys,
+        id: &str,
+        raw: &[u8],
+    ) -> Result<bool, BrokerError> {
+        let date = keys::utc_date(now_secs());
+        let mut inv = scripts::FAIL.prepare_invoke();
+        inv.key(queue.active())
+            .key(queue.lease())
+            .key(queue.task(id))
+            .key(queue.archived())
+            .key(queue.processed_on(&date))
+            .key(queue.failed_on(&date))
+            .key(queue.processed_total())
+            .key(queue.failed_total())
+            .arg(id)
+            .arg(raw)
+            .arg(now_secs())
+            .arg("archived")
+            .arg(stats_expiry())
+            .arg("");
+        let mut conn = self.conn.clone();
+        let done: i64 = inv.invoke_async(&mut conn).await?;
+        Ok(done == 1)
+    }
+
+    /// Deletes a task its handler revoked.
+    pub async fn drop_task(&self, queue: &QueueKeys, id: &str) -> Result<bool, BrokerError> {
+        let mut inv = scripts::DROP.prepare_invoke();
+        inv.key(queue.active())
+            .key(queue.lease())
+            .key(queue.task(id))
+            .key(queue.processed_on(&keys::utc_date(now_secs())))
+            .key(queue.processed_total())
+            .arg(id)
+            .arg(stats_expiry());
+        let mut conn = self.conn.clone();
+        let done: i64 = inv.invoke_async(&mut conn).await?;
+        Ok(done == 1)
+    }
+
+    /// Puts an unfinished task back at the head of the line.
+    pub async fn requeue(&self, queue: &QueueKeys, id: &str) -> Result<bool, BrokerError> {
+        let mut inv = scripts::REQUEUE.prepare_invoke();
+        inv.key(queue.active())
+            .key(queue.lease())
+            .key(queue.pending())
+            .key(queue.task(id))
+            .key(queue.wake())
+            .arg(id)
+            .arg(now_nanos());
+        let mut conn = self.conn.clone();
+        let done: i64 = inv.invoke_async(&mut conn).await?;
+        Ok(done == 1)
+    }
+
+    /// Extends the leases of `ids` to `expiry`; ids whose lease is gone
+    /// are not re-added.
+    pub async fn extend_leases(
+        &self,
+        queue: &QueueKeys,
+        ids: &[String],
+        expiry: i64,
+    ) -> Result<(), BrokerError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut cmd = redis::cmd("ZADD");
+        cmd.arg(queue.lease()).arg("XX");
+        for id in ids {
+            cmd.arg(expiry).arg(id);
+        }
+        let mut conn = self.conn.clone();
+        let _: i64 = cmd.query_async(&mut conn).await?;
+        Ok(())
+    }
+
+    /// Moves due scheduled and retry tasks of `queue` to pending; returns
+    /// how many moved.
+    pub async fn forward(&self, queue: &QueueKeys) -> Result<u64, BrokerError> {
+        let now = now_secs();
+        let mut moved = 0;
+        for set in [queue.scheduled(), queue.retry()] {
+            let mut conn = self.conn.clone();
+            let ids: Vec<String> = conn.zrangebyscore_limit(&set, "-inf", now, 0, 100).await?;
+            if ids.is_empty() {
+                continue;
+            }
+            let mut inv = scripts::FORWARD.prepare_invoke();
+            inv.key(&set)
+                .key(queue.pending())
+                .key(queue.wake())
+                .arg(now)
+                .arg(now_nanos());
+            for id in &ids {
+                inv.key(queue.task(id)).arg(id);
+            }
+            let n: u64 = inv.invoke_async(&mut conn).await?;
+            moved += n;
+        }
+        Ok(moved)
+    }
+
+    /// Deletes completed tasks of `queue` past their retention.
+    pub async fn expire_completed(&self, queue: &QueueKeys) -> Result<u64, BrokerError> {
+        let now = now_secs();
+        let mut conn = self.conn.clone();
+        let ids: Vec<String> = conn
+            .zrangebyscore_limit(queue.completed(), "-inf", now, 0, 100)
+            .await?;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let mut inv = scripts::EXPIRE.prepare_invoke();
+        inv.key(queue.completed()).arg(now);
+        for id in &ids {
+            inv.key(queue.task(id)).arg(id);
+        }
+        Ok(inv.invoke_async(&mut conn).await?)
+    }
+
+    /// Ids of `queue` whose lease expired before `now`.
+    pub async fn expired_leases(
+        &self,
+        queue: &QueueKeys,
+        now: i64,
+    ) -> Result<Vec<String>, BrokerError> {
+        let mut conn = self.conn.clone();
+        Ok(conn
+            .zrangebyscore_limit(queue.lease(), "-inf", format!("({now}"), 0, 100)
+            .await?)
+    }
+
+    /// The `msg` of a task, if the task exists.
+    pub async fn task_msg(
+        &self,
+        queue: &QueueKeys,
+        id: &str,
+    ) -> Result<Option<Vec<u8>>, BrokerError> {
+        let mut conn = self.conn.clone();
+        Ok(conn.hget(queue.task(id), "msg").await?)
+    }
+
+    /// Pauses a queue: workers stop claiming from it.
+    pub async fn pause(&self, queue: &str) -> Result<(), BrokerError> {
+        let mut conn = self.conn.clone();
+        let _: () = conn.set(QueueKeys::new(queue).paused(), now_secs()).await?;
+        Ok(())
+    }
+
+    /// Resumes a paused queue.
+    pub async fn resume(&self, queue: &str) -> Result<(), BrokerError> {
+        let q = QueueKeys::new(queue);
+        let mut conn = self.conn.clone();
+        let _: i64 = conn.del(q.paused()).await?;
+        let _: i64 = conn.lpush(q.wake(), "1").await?;
+        Ok(())
+    }
+
+    /// Every queue in `asynq:queues`, sorted.
+    pub async fn queues(&self) -> Result<Vec<String>, BrokerError> {
+        let mut conn = self.conn.clone();
+        let mut names: Vec<String> = conn.smembers(keys::ALL_QUEUES).await?;
+        names.sort();
+        Ok(names)
+    }
+
+    /// Counts of `queue` by state (one pipelined round trip to its node).
+    pub async fn stats(&self, queue: &str) -> Result<QueueStats, BrokerError> {
+        let q = QueueKeys::new(queue);
+        let today = keys::utc_date(now_secs());
+        let mut conn = self.conn.clone();
+        let (paused, pending, active, scheduled, retry, archived, completed): (
+            bool,
+            u64,
+            u64,
+            u64,
+            u64,
+            u64,
+            u64,
+        ) = redis::pipe()
+            .exists(q.paused())
+            .llen(q.pending())
+            .llen(q.active())
+            .zcard(q.scheduled())
+            .zcard(q.retry())
+            .zcard(q.archived())
+            .zcard(q.completed())
+            .query_async(&mut conn)
+            .await?;
+        let (processed_today, failed_today, processed_total, failed_total): (
+            Option<u64>,
+            Option<u64>,
+            Option<u64>,
+            Option<u64>,
+        ) = redis::pipe()
+            .get(q.processed_on(&today))
+            .get(q.failed_on(&today))
+            .get(q.processed_total())
+            .get(q.failed_total())
+            .query_async(&mut conn)
+            .await?;
+        Ok(QueueStats {
+            queue: queue.to_owned(),
+            paused,
+            pending,
+            active,
+            scheduled,
+            retry,
+            archived,
+            completed,
+            processed_today: processed_today.unwrap_or(0),
+            failed_today: failed_today.unwrap_or(0),
+            processed_total: processed_total.unwrap_or(0),
+            failed_total: failed_total.unwrap_or(0),
+        })
+    }
+
+    /// Where `queue` lives in the cluster: its slot and the nodes (master
+    /// first, then replicas) that hold it. `None` on a single Redis.
+    pub async fn locate(&self, queue: &str) -> Result<Option<QueueLocation>, BrokerError> {
+        if !self.is_cluster() {
+            return Ok(None);
+        }
+        let mut conn = self.conn.clone();
+        let key = QueueKeys::new(queue).pending();
+        let slot: u16 = redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await?;
+        let nodes: String = redis::cmd("CLUSTER")
+            .arg("NODES")
+            .query_async(&mut conn)
+            .await?;
+        Ok(Some(QueueLocation {
+            queue: queue.to_owned(),
+            slot,
+            nodes: topology::nodes_for_slot(&nodes, slot),
+        }))
+    }
+}

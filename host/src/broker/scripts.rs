@@ -1,0 +1,24 @@
+//! The Lua scripts, one per state change, each declaring every key it
+//! touches in KEYS (all in one queue's slot). Loaded once; redis-rs sends
+//! EVALSHA and falls back to EVAL when a node does not know the script yet
+//! (a fresh replica after a failover, for one).
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+macro_rules! script {
+    ($name:ident, $file:literal) => {
+        pub(crate) static $name: LazyLock<Script> =
+            LazyLock::new(|| Script::new(include_str!($file)));
+    };
+}
+
+script!(ENQUEUE, "scripts/enqueue.lua");
+script!(CLAIM, "scripts/claim.lua");
+script!(FINISH, "scripts/finish.lua");
+script!(FAIL, "scripts/fail.lua");
+script!(DROP, "scripts/drop.lua");
+script!(REQUEUE, "scripts/requeue.lua");
+script!(FORWARD, "scripts/forward.lua");
+script!(EXPIRE, "scripts/expire.lua");

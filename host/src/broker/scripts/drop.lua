@@ -1,0 +1,18 @@
+-- A task revoked by its handler: deleted, counted as processed.
+-- KEYS[1] asynq:{q}:active
+-- KEYS[2] asynq:{q}:lease
+-- KEYS[3] asynq:{q}:t:<id>
+-- KEYS[4] asynq:{q}:processed:<date>
+-- KEYS[5] asynq:{q}:processed
+-- ARGV[1] task id
+-- ARGV[2] daily counter expiry, Unix seconds
+if redis.call("ZREM", KEYS[2], ARGV[1]) == 0 then
+  return 0
+end
+redis.call("LREM", KEYS[1], 0, ARGV[1])
+redis.call("DEL", KEYS[3])
+if redis.call("INCR", KEYS[4]) == 1 then
+  redis.call("EXPIREAT", KEYS[4], ARGV[2])
+end
+redis.call("INCR", KEYS[5])
+return 1

@@ -1,0 +1,36 @@
+-- A task failed: to the retry set, or to the archive.
+-- KEYS[1] asynq:{q}:active
+-- KEYS[2] asynq:{q}:lease
+-- KEYS[3] asynq:{q}:t:<id>
+-- KEYS[4] asynq:{q}:retry or asynq:{q}:archived
+-- KEYS[5] asynq:{q}:processed:<date>
+-- KEYS[6] asynq:{q}:failed:<date>
+-- KEYS[7] asynq:{q}:processed
+-- KEYS[8] asynq:{q}:failed
+-- ARGV[1] task id
+-- ARGV[2] updated TaskMessage (retried, error_msg, last_failed_at)
+-- ARGV[3] score: retry-at or archived-at, Unix seconds
+-- ARGV[4] new state: "retry" or "archived"
+-- ARGV[5] daily counter expiry, Unix seconds
+-- ARGV[6] "" or, when recovering an abandoned task, the current Unix time:
+--         act only if the lease expired by then
+-- Returns 1, or 0 when the lease is gone (or, recovering, still alive).
+local lease = redis.call("ZSCORE", KEYS[2], ARGV[1])
+if not lease then
+  return 0
+end
+if ARGV[6] ~= "" and tonumber(lease) > tonumber(ARGV[6]) then
+  return 0
+end
+redis.call("ZREM", KEYS[2], ARGV[1])
+redis.call("LREM", KEYS[1], 0, ARGV[1])
+redis.call("ZADD", KEYS[4], ARGV[3], ARGV[1])
+redis.call("HSET", KEYS[3], "msg", ARGV[2], "state", ARGV[4])
+for i = 5, 6 do
+  if redis.call("INCR", KEYS[i]) == 1 then
+    redis.call("EXPIREAT", KEYS[i], ARGV[5])
+  end
+end
+redis.call("INCR", KEYS[7])
+redis.call("INCR", KEYS[8])
+return 1

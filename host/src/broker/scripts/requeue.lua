@@ -1,0 +1,18 @@
+-- Give an unfinished task back (graceful shutdown): active -> pending, at
+-- the end that is taken next.
+-- KEYS[1] asynq:{q}:active
+-- KEYS[2] asynq:{q}:lease
+-- KEYS[3] asynq:{q}:pending
+-- KEYS[4] asynq:{q}:t:<id>
+-- KEYS[5] asynq:{q}:wake
+-- ARGV[1] task id
+-- ARGV[2] now, Unix nanoseconds
+if redis.call("ZREM", KEYS[2], ARGV[1]) == 0 then
+  return 0
+end
+redis.call("LREM", KEYS[1], 0, ARGV[1])
+redis.call("RPUSH", KEYS[3], ARGV[1])
+redis.call("HSET", KEYS[4], "state", "pending", "pending_since", ARGV[2])
+redis.call("LPUSH", KEYS[5], "1")
+redis.call("LTRIM", KEYS[5], 0, 0)
+return 1

@@ -1,0 +1,86 @@
+//! `wasq enqueue`: put one task into a queue.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use wasq::{Client, Task, TaskOptions};
+
+/// Arguments of `wasq enqueue`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    redis: super::connect::RedisArgs,
+    /// The task type, e.g. `notifications:email`.
+    task_type: String,
+    /// The payload (JSON by convention).
+    #[arg(long, short, conflicts_with = "payload_file")]
+    payload: Option<String>,
+    /// Read the payload from a file.
+    #[arg(long)]
+    payload_file: Option<PathBuf>,
+    /// The queue.
+    #[arg(long, short, default_value = "default")]
+    queue: String,
+    /// Run after this delay, e.g. `5m`.
+    #[arg(long, value_parser = humantime::parse_duration, conflicts_with = "process_at")]
+    process_in: Option<Duration>,
+    /// Run at this time (RFC 3339, e.g. 2026-12-01T09:00:00Z).
+    #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
+    process_at: Option<std::time::SystemTime>,
+    /// Retries allowed (default 25).
+    #[arg(long)]
+    max_retry: Option<u32>,
+    /// Timeout per attempt, e.g. `30s` (default 30m without a deadline).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    timeout: Option<Duration>,
+    /// Deadline (RFC 3339).
+    #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
+    deadline: Option<std::time::SystemTime>,
+    /// Refuse a duplicate (same type, payload, queue) for this long, e.g. `1h`.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    unique: Option<Duration>,
+    /// The task id (default: a random UUID).
+    #[arg(long)]
+    task_id: Option<String>,
+    /// Keep the task as completed for this long after success, e.g. `24h`.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    retention: Option<Duration>,
+    /// Print the task info as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let payload = match (&args.payload, &args.payload_file) {
+        (Some(p), _) => p.clone().into_bytes(),
+        (None, Some(path)) => {
+            std::fs::read(path).with_context(|| format!("reading {}", path.display()))?
+        }
+        (None, None) => b"{}".to_vec(),
+    };
+    let mut opts = TaskOptions::default().queue(&args.queue);
+    opts.max_retry = args.max_retry;
+    opts.timeout = args.timeout;
+    opts.deadline = args.deadline;
+    opts.unique = args.unique;
+    opts.task_id = args.task_id.clone();
+    opts.retention = args.retention;
+    opts.process_at = args
+        .process_at
+        .or(args.process_in.map(|d| std::time::SystemTime::now() + d));
+    let client = Client::from_broker(args.redis.connect().await?);
+    let info = client
+        .enqueue(Task::new(&args.task_type, payload), opts)
+        .await?;
+    if args.json {
+        println!("{}", serde_json::to_string(&info)?);
+    } else {
+        println!(
+            "enqueued task {} into queue {} ({})",
+            info.id, info.queue, info.state
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

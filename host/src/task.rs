@@ -1,0 +1,231 @@
+//! Tasks as the client sees them: what to enqueue ([`Task`]), how
+//! ([`TaskOptions`], Asynq's options), and what came of it ([`TaskInfo`]).
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::proto::TaskMessage;
+
+/// Asynq's default max retry.
+pub const DEFAULT_MAX_RETRY: u32 = 25;
+/// Asynq's default timeout when a task has neither timeout nor deadline.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// The queue used when none is given.
+pub const DEFAULT_QUEUE: &str = "default";
+
+/// A task to enqueue: a type and a payload.
+///
+/// ```
+/// let task = wasq::Task::json("notifications:email", &serde_json::json!({"to": 42, "from": 7}))?;
+/// assert_eq!(task.task_type, "notifications:email");
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Task {
+    /// The task type; picks the handler.
+    pub task_type: String,
+    /// The payload bytes.
+    pub payload: Vec<u8>,
+}
+
+impl Task {
+    /// A task with raw payload bytes.
+    pub fn new(task_type: impl Into<String>, payload: impl Into<Vec<u8>>) -> Self {
+        Self {
+            task_type: task_type.into(),
+            payload: payload.into(),
+        }
+    }
+
+    /// A task whose payload is `value` as JSON.
+    pub fn json<T: Serialize + ?Sized>(
+        task_type: impl Into<String>,
+        value: &T,
+    ) -> Result<Self, serde_json::Error> {
+        Ok(Self::new(task_type, serde_json::to_vec(value)?))
+    }
+}
+
+/// How to enqueue a task (Asynq's options).
+///
+/// ```
+/// use std::time::Duration;
+/// let opts = wasq::TaskOptions::default()
+///     .queue("images")
+///     .max_retry(5)
+///     .process_in(Duration::from_secs(60))
+///     .unique(Duration::from_secs(3600));
+/// # let _ = opts;
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct TaskOptions {
+    /// Queue (default `default`).
+    pub queue: Option<String>,
+    /// Max retries (default 25).
+    pub max_retry: Option<u32>,
+    /// Timeout per attempt.
+    pub timeout: Option<Duration>,
+    /// Absolute deadline.
+    pub deadline: Option<SystemTime>,
+    /// Run no earlier than this.
+    pub process_at: Option<SystemTime>,
+    /// Reject duplicates (same type, payload and queue) for this long.
+    pub unique: Option<Duration>,
+    /// Task id (default: a random UUID).
+    pub task_id: Option<String>,
+    /// Keep the task as completed for this long after success.
+    pub retention: Option<Duration>,
+    /// Headers.
+    pub headers: HashMap<String, String>,
+}
+
+impl TaskOptions {
+    /// Enqueue into `queue`.
+    pub fn queue(mut self, queue: impl Into<String>) -> Self {
+        self.queue = Some(queue.into());
+        self
+    }
+    /// Allow `n` retries.
+    pub fn max_retry(mut self, n: u32) -> Self {
+        self.max_retry = Some(n);
+        self
+    }
+    /// Time out each attempt after `timeout`.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+    /// Stop at `deadline`.
+    pub fn deadline(mut self, deadline: SystemTime) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+    /// Run at `at`.
+    pub fn process_at(mut self, at: SystemTime) -> Self {
+        self.process_at = Some(at);
+        self
+    }
+    /// Run after `delay`.
+    pub fn process_in(mut self, delay: Duration) -> Self {
+        self.process_at = Some(SystemTime::now() + delay);
+        self
+    }
+    /// Reject duplicates for `ttl`.
+    pub fn unique(mut self, ttl: Duration) -> Self {
+        self.unique = Some(ttl);
+        self
+    }
+    /// Use task id `id`.
+    pub fn task_id(mut self, id: impl Into<String>) -> Self {
+        self.task_id = Some(id.into());
+        self
+    }
+    /// Keep as completed for `retention`.
+    pub fn retention(mut self, retention: Duration) -> Self {
+        self.retention = Some(retention);
+        self
+    }
+    /// Add a header.
+    pub fn header(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.insert(key.into(), value.into());
+        self
+    }
+}
+
+/// Where a task is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskState {
+    /// Ready to run.
+    Pending,
+    /// Running.
+    Active,
+    /// Waiting for its process-at time.
+    Scheduled,
+    /// Waiting to be retried.
+    Retry,
+    /// Failed for good.
+    Archived,
+    /// Done and kept for its retention.
+    Completed,
+}
+
+impl std::fmt::Display for TaskState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = match self {
+            TaskState::Pending => "pending",
+            TaskState::Active => "active",
+            TaskState::Scheduled => "scheduled",
+            TaskState::Retry => "retry",
+            TaskState::Archived => "archived",
+            TaskState::Completed => "completed",
+        };
+        f.write_str(s)
+    }
+}
+
+/// What an enqueue produced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TaskInfo {
+    /// Task id.
+    pub id: String,
+    /// Queue.
+    pub queue: String,
+    /// Task type.
+    pub task_type: String,
+    /// State right after the enqueue.
+    pub state: TaskState,
+    /// When it will be processed, Unix seconds.
+    pub next_process_at: i64,
+    /// Max retries.
+    pub max_retry: u32,
+}
+
+fn unix(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Builds the `TaskMessage` Asynq stores, applying Asynq's defaults.
+pub(crate) fn message(task: &Task, opts: &TaskOptions) -> TaskMessage {
+    let queue = opts
+        .queue
+        .clone()
+        .unwrap_or_else(|| DEFAULT_QUEUE.to_owned());
+    let deadline = opts.deadline.map(unix).unwrap_or(0);
+    let timeout = match (opts.timeout, deadline) {
+        (Some(t), _) => t.as_secs().max(1) as i64,
+        (None, 0) => DEFAULT_TIMEOUT.as_secs() as i64,
+        (None, _) => 0,
+    };
+    let unique_key = if opts.unique.is_some() {
+        crate::broker::QueueKeys::new(&queue).unique(&task.task_type, &task.payload)
+    } else {
+        String::new()
+    };
+    TaskMessage {
+        r#type: task.task_type.clone(),
+        payload: task.payload.clone(),
+        id: opts
+            .task_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+        queue,
+        retry: opts.max_retry.unwrap_or(DEFAULT_MAX_RETRY) as i32,
+        timeout,
+        deadline,
+        unique_key,
+        retention: opts.retention.map(|r| r.as_secs() as i64).unwrap_or(0),
+        headers: opts.headers.clone(),
+        ..TaskMessage::default()
+    }
+}
+
+/// The process-at time of options, Unix seconds, if in the future.
+pub(crate) fn process_at(opts: &TaskOptions) -> Option<i64> {
+    let at = unix(opts.process_at?);
+    (at > unix(SystemTime::now())).then_some(at)
+}

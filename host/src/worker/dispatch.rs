@@ -1,0 +1,141 @@
+//! Fetching: wait for a free slot, pick queues in priority order, claim as
+//! many tasks as there are free slots in one round trip, hand each to a
+//! processor. Idle queues cost one blocking read per second each.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng as _;
+
+use super::{QueueSlot, Shared, process};
+use crate::broker::Broker;
+
+/// Most tasks claimed in one script call.
+const MAX_BATCH: usize = 64;
+/// How long an idle dispatcher sleeps before looking again without a wake.
+const IDLE_POLL: Duration = Duration::from_secs(1);
+
+pub(crate) async fn run(shared: Arc<Shared>) {
+    loop {
+        if shared.is_stopping() {
+            return;
+        }
+        let Ok(first) = shared.global.clone().acquire_owned().await else {
+            return;
+        };
+        let mut claimed_any = false;
+        let mut first = Some(first);
+        for queue in order(&shared) {
+            let Ok(queue_permit) = queue.slots.clone().try_acquire_owned() else {
+                continue;
+            };
+            let mut global = first.take().expect("one global permit per round");
+            let mut local = queue_permit;
+            // Take as many extra slots as are free right now, up to a batch.
+            let extra = shared
+                .global
+                .available_permits()
+                .min(queue.slots.available_permits())
+                .min(MAX_BATCH - 1);
+            if extra > 0
+                && let (Ok(g), Ok(l)) = (
+                    shared.global.clone().try_acquire_many_owned(extra as u32),
+                    queue.slots.clone().try_acquire_many_owned(extra as u32),
+                )
+            {
+                global.merge(g);
+                local.merge(l);
+            }
+            let want = global.num_permits();
+            let claimed = match shared
+                .broker
+                .claim(&queue.keys, want, shared.lease_expiry())
+                .await
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(queue = queue.keys.name(), "claiming tasks failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    Vec::new()
+                }
+            };
+            if claimed.is_empty() {
+                first = Some(global.split(1).expect("at least one permit"));
+                continue;
+            }
+            claimed_any = true;
+            for task in claimed {
+                let (Some(g), Some(l)) = (global.split(1), local.split(1)) else {
+                    unreachable!("claimed more tasks than permits")
+                };
+                tokio::spawn(process::run(shared.clone(), queue.clone(), task, (g, l)));
+            }
+            break;
+        }
+        drop(first);
+        if !claimed_any {
+            let _ = tokio::time::timeout(IDLE_POLL, shared.work.notified()).await;
+        }
+    }
+}
+
+/// Queues in the order to try: by rank with strict priority, else a
+/// weighted random order (a queue of weight 6 comes first three times as
+/// often as one of weight 2), as Asynq does.
+fn order(shared: &Shared) -> Vec<Arc<QueueSlot>> {
+    let mut queues: Vec<Arc<QueueSlot>> = shared.queues.clone();
+    if shared.settings.strict_priority {
+        queues.sort_by_key(|q| std::cmp::Reverse(q.priority));
+        return queues;
+    }
+    let mut rng = rand::rng();
+    let mut ordered = Vec::with_capacity(queues.len());
+    while !queues.is_empty() {
+        let total: u32 = queues.iter().map(|q| q.priority).sum();
+        let mut pick = rng.random_range(0..total);
+        let index = queues
+            .iter()
+            .position(|q| {
+                if pick < q.priority {
+                    true
+                } else {
+                    pick -= q.priority;
+                    false
+                }
+            })
+            .unwrap_or(0);
+        ordered.push(queues.swap_remove(index));
+    }
+    ordered
+}
+
+/// Blocks on a queue's wake list with a connection of its own and nudges
+/// the dispatcher when work arrives.
+pub(crate) async fn waker(shared: Arc<Shared>, queue: Arc<QueueSlot>) {
+    let mut conn = None;
+    loop {
+        if shared.is_stopping() {
+            return;
+        }
+        if conn.is_none() {
+            match shared.broker.blocking_conn().await {
+                Ok(c) => conn = Some(c),
+                Err(e) => {
+                    tracing::warn!(queue = queue.keys.name(), "wake connection failed: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            }
+        }
+        let c = conn.as_mut().expect("connected above");
+        match Broker::wait_for_work(c, &queue.keys, IDLE_POLL).await {
+            Ok(true) => shared.work.notify_one(),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::debug!(queue = queue.keys.name(), "waiting for work failed: {e}");
+                conn = None;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! Background upkeep on the worker's runtime: heartbeats that extend the
+//! leases of running tasks and register the server, forwarding due
+//! scheduled and retry tasks, recovering tasks whose worker died, and
+//! deleting completed tasks past their retention.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use prost::Message as _;
+use redis::AsyncCommands as _;
+
+use super::Shared;
+use crate::broker::{keys, now_secs};
+use crate::proto::{ServerInfo, TaskMessage, Timestamp, WorkerInfo};
+
+pub(crate) async fn run(shared: Arc<Shared>) {
+    let lease = shared.settings.lease.0;
+    let heartbeat_every = (lease / 3).max(Duration::from_millis(200));
+    let upkeep_every = shared.settings.maintenance_interval.0;
+    let mut last_upkeep = Instant::now() - upkeep_every;
+    let mut tick = tokio::time::interval(heartbeat_every.min(upkeep_every));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_heartbeat = Instant::now() - heartbeat_every;
+    loop {
+        tick.tick().await;
+        if last_heartbeat.elapsed() >= heartbeat_every {
+            last_heartbeat = Instant::now();
+            heartbeat(&shared).await;
+        }
+        if last_upkeep.elapsed() >= upkeep_every {
+            last_upkeep = Instant::now();
+            upkeep(&shared).await;
+        }
+    }
+}
+
+/// Extends the leases of this worker's running tasks.
+async fn heartbeat(shared: &Shared) {
+    let running: Vec<(String, Vec<String>)> = shared
+        .inflight
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .filter(|(_, ids)| !ids.is_empty())
+        .map(|(q, ids)| (q.clone(), ids.keys().cloned().collect()))
+        .collect();
+    let expiry = shared.lease_expiry();
+    for (queue, ids) in &running {
+        if let Err(e) = shared
+            .broker
+            .extend_leases(&keys::QueueKeys::new(queue), ids, expiry)
+            .await
+        {
+            tracing::warn!(queue, "extending leases failed: {e}");
+        }
+    }
+    if let Err(e) = register(shared, running.iter().map(|(_, ids)| ids.len()).sum()).await {
+        tracing::debug!("registering the server failed: {e}");
+    }
+}
+
+fn host() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// Writes this server into `asynq:servers` and its running tasks into
+/// `asynq:workers`, as Asynq's tools expect.
+async fn register(shared: &Shared, active: usize) -> Result<(), crate::broker::BrokerError> {
+    let host = host();
+    let pid = std::process::id();
+    let ttl = (shared.settings.lease.0.as_secs() * 2).max(10);
+    let info = ServerInfo {
+        host: host.clone(),
+        pid: pid as i32,
+        server_id: shared.server_id.clone(),
+        concurrency: shared.settings.concurrency as i32,
+        queues: shared
+            .queues
+            .iter()
+            .map(|q| (q.keys.name().to_owned(), q.priority as i32))
+            .collect(),
+        strict_priority: shared.settings.strict_priority,
+        status: if shared.is_stopping() {
+            "stopped"
+        } else {
+            "active"
+        }
+        .into(),
+        start_time: Some(Timestamp::from_system(shared.started)),
+        active_worker_count: active as i32,
+    };
+    let server_key = keys::server_info(&host, pid, &shared.server_id);
+    let workers_key = keys::workers(&host, pid, &shared.server_id);
+    let expiry = now_secs() + ttl as i64;
+    let mut conn = shared.broker.conn();
+    let _: () = conn.set_ex(&server_key, info.encode_to_vec(), ttl).await?;
+    let _: i64 = conn.zadd(keys::ALL_SERVERS, &server_key, expiry).await?;
+    let running: Vec<(String, String)> = shared
+        .inflight
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .flat_map(|(q, ids)| ids.keys().map(move |id| (q.clone(), id.clone())))
+        .collect();
+    let mut pipe = redis::pipe();
+    pipe.del(&workers_key).ignore();
+    for (queue, id) in &running {
+        let worker = WorkerInfo {
+            host: host.clone(),
+            pid: pid as i32,
+            server_id: shared.server_id.clone(),
+            task_id: id.clone(),
+            queue: queue.clone(),
+            start_time: Some(Timestamp::from_system(SystemTime::now())),
+            ..WorkerInfo::default()
+        };
+        pipe.hset(&workers_key, id, worker.encode_to_vec()).ignore();
+    }
+    pipe.expire(&workers_key, ttl as i64).ignore();
+    let _: () = pipe.query_async(&mut conn).await?;
+    let _: i64 = conn.zadd(keys::ALL_WORKERS, &workers_key, expiry).await?;
+    Ok(())
+}
+
+/// Removes this server from the registry at shutdown.
+pub(crate) async fn deregister(shared: &Shared) {
+    let host = host();
+    let pid = std::process::id();
+    let server_key = keys::server_info(&host, pid, &shared.server_id);
+    let workers_key = keys::workers(&host, pid, &shared.server_id);
+    let mut conn = shared.broker.conn();
+    let _: Result<i64, _> = conn.zrem(keys::ALL_SERVERS, &server_key).await;
+    let _: Result<i64, _> = conn.zrem(keys::ALL_WORKERS, &workers_key).await;
+    let _: Result<i64, _> = conn.del(&server_key).await;
+    let _: Result<i64, _> = conn.del(&workers_key).await;
+}
+
+async fn upkeep(shared: &Shared) {
+    for queue in &shared.queues {
+        let keys = &queue.keys;
+        match shared.broker.forward(keys).await {
+            Ok(n) if n > 0 => {
+                tracing::debug!(queue = keys.name(), moved = n, "forwarded due tasks")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(queue = keys.name(), "forwarding due tasks failed: {e}"),
+        }
+        if let Err(e) = shared.broker.expire_completed(keys).await {
+            tracing::warn!(queue = keys.name(), "expiring completed tasks failed: {e}");
+        }
+        if let Err(e) = recover(shared, keys).await {
+            tracing::warn!(
+                queue = keys.name(),
+                "recovering abandoned tasks failed: {e}"
+            );
+        }
+    }
+}
+
+/// Tasks whose lease expired belong to a worker that died: retry them (or
+/// archive them when out of retries).
+async fn recover(
+    shared: &Shared,
+    queue: &keys::QueueKeys,
+) -> Result<(), crate::broker::BrokerError> {
+    let now = now_secs();
+    let expired = shared.broker.expired_leases(queue, now).await?;
+    for id in expired {
+        let ours = shared
+            .inflight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(queue.name())
+            .is_some_and(|m| m.contains_key(&id));
+        if ours {
+            continue;
+        }
+        let Some(raw) = shared.broker.task_msg(queue, &id).await? else {
+            continue;
+        };
+        let Ok(mut msg) = TaskMessage::decode(raw.as_slice()) else {
+            shared.broker.archive_raw(queue, &id, &raw).await?;
+            continue;
+        };
+        msg.error_msg = "lease expired: the worker running the task stopped (crashed, killed or cut off from Redis)".into();
+        msg.last_failed_at = now;
+        let archive = msg.retried >= msg.retry;
+        if !archive {
+            msg.retried += 1;
+        }
+        if shared.broker.fail(&msg, archive, now, Some(now)).await? {
+            tracing::warn!(task_id = %id, queue = queue.name(), archive, "recovered a task whose lease expired");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,291 @@
+//! The worker: pulls tasks from Redis and runs them in the sandbox.
+//!
+//! ```text
+//!  wakers (BLPOP asynq:{q}:wake, one connection per queue) ──notify──┐
+//!                                                                    ▼
+//!  dispatcher: free slot (global + per-queue semaphores) → queue order (weighted or strict)
+//!     → claim up to the free slots in one script → spawn one processor per task
+//!  processor: decode TaskMessage → sandbox runtime (its own threads) → outcome
+//!     → finish | retry | archive | drop | requeue (shutdown) → release slots
+//!  maintenance (own task): heartbeat leases + server registry, forward due
+//!     scheduled/retry, recover abandoned leases, expire completed tasks
+//! ```
+//!
+//! Guests run on a tokio runtime of their own, so a guest burning CPU never
+//! delays heartbeats, fetching or acks on the worker's runtime.
+
+mod dispatch;
+mod maintenance;
+mod process;
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::{Notify, Semaphore, mpsc};
+
+use crate::broker::{Broker, BrokerError, QueueKeys};
+use crate::config::{Config, RetryDelay, WorkerConfig};
+use crate::runtime::{CancelToken, Runtime};
+
+/// Errors starting or running the worker.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WorkerError {
+    /// The config has no `[redis]` section.
+    #[error("the config has no [redis] section; add `cluster = [...]` or `url = \"redis://...\"`")]
+    NoRedis,
+    /// Redis failed.
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    /// The sandbox threads could not start.
+    #[error("cannot start the sandbox threads: {0}")]
+    Threads(std::io::Error),
+}
+
+/// What happened to a task, reported as it happens.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskEvent {
+    /// Task id.
+    pub id: String,
+    /// Task type.
+    pub task_type: String,
+    /// Queue.
+    pub queue: String,
+    /// What the worker did with it.
+    pub disposition: Disposition,
+    /// The handler's result (on success), as text when UTF-8.
+    pub result: Option<String>,
+    /// The failure, when it failed.
+    pub error: Option<String>,
+    /// Fuel consumed.
+    pub fuel: u64,
+    /// Time in the sandbox, microseconds.
+    pub micros: u64,
+}
+
+/// What the worker did with a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Disposition {
+    /// Succeeded and deleted.
+    Done,
+    /// Succeeded and kept for its retention.
+    Completed,
+    /// Failed, will be retried.
+    Retry,
+    /// Failed for good.
+    Archived,
+    /// Revoked by its handler and deleted.
+    Dropped,
+    /// Given back to pending at shutdown.
+    Requeued,
+    /// The lease was lost (another worker recovered it); nothing written.
+    LeaseLost,
+}
+
+pub(crate) struct QueueSlot {
+    pub keys: QueueKeys,
+    pub priority: u32,
+    pub slots: Arc<Semaphore>,
+}
+
+pub(crate) struct Shared {
+    pub broker: Broker,
+    pub runtime: Arc<Runtime>,
+    pub sandbox: tokio::runtime::Handle,
+    pub settings: WorkerConfig,
+    pub queues: Vec<Arc<QueueSlot>>,
+    pub global: Arc<Semaphore>,
+    pub inflight: Mutex<HashMap<String, HashMap<String, CancelToken>>>,
+    pub retry_delays: HashMap<String, RetryDelay>,
+    pub events: Option<mpsc::UnboundedSender<TaskEvent>>,
+    pub stopping: AtomicBool,
+    pub work: Notify,
+    pub server_id: String,
+    pub started: std::time::SystemTime,
+}
+
+/// A worker ready to run.
+pub struct Worker {
+    shared: Arc<Shared>,
+    sandbox_threads: tokio::runtime::Runtime,
+}
+
+impl Worker {
+    /// Connects to the config's Redis and prepares the queues. Queues come
+    /// from `[queues]`, or `default` when there are none.
+    pub async fn new(config: &Config, runtime: Runtime) -> Result<Self, WorkerError> {
+        let redis = config.redis.as_ref().ok_or(WorkerError::NoRedis)?;
+        let broker = Broker::connect(redis).await?;
+        Self::with_broker(config, runtime, broker)
+    }
+
+    /// Like [`new`](Self::new) over an existing broker.
+    pub fn with_broker(
+        config: &Config,
+        runtime: Runtime,
+        broker: Broker,
+    ) -> Result<Self, WorkerError> {
+        let settings = config.worker.clone();
+        let mut queue_configs: BTreeMap<String, (u32, Option<usize>)> = config
+            .queues
+            .iter()
+            .map(|(name, q)| (name.clone(), (q.priority, q.concurrency)))
+            .collect();
+        if queue_configs.is_empty() {
+            queue_configs.insert(crate::task::DEFAULT_QUEUE.to_owned(), (1, None));
+        }
+        let queues = queue_configs
+            .into_iter()
+            .map(|(name, (priority, cap))| {
+                Arc::new(QueueSlot {
+                    keys: QueueKeys::new(&name),
+                    priority: priority.max(1),
+                    slots: Arc::new(Semaphore::new(
+                        cap.unwrap_or(settings.concurrency)
+                            .min(settings.concurrency),
+                    )),
+                })
+            })
+            .collect();
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let sandbox_threads = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("wasq-sandbox")
+            .enable_all()
+            .build()
+            .map_err(WorkerError::Threads)?;
+        let retry_delays = config
+            .tasks
+            .iter()
+            .map(|(name, t)| (name.clone(), t.retry_delay))
+            .collect();
+        Ok(Self {
+            shared: Arc::new(Shared {
+                broker,
+                runtime: Arc::new(runtime),
+                sandbox: sandbox_threads.handle().clone(),
+                global: Arc::new(Semaphore::new(settings.concurrency)),
+                settings,
+                queues,
+                inflight: Mutex::default(),
+                retry_delays,
+                events: None,
+                stopping: AtomicBool::new(false),
+                work: Notify::new(),
+                server_id: uuid::Uuid::new_v4().to_string(),
+                started: std::time::SystemTime::now(),
+            }),
+            sandbox_threads,
+        })
+    }
+
+    /// Reports every task's fate on the returned channel. Call before
+    /// [`run`](Self::run).
+    pub fn events(&mut self) -> mpsc::UnboundedReceiver<TaskEvent> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        Arc::get_mut(&mut self.shared)
+            .expect("events() is called before run()")
+            .events = Some(tx);
+        rx
+    }
+
+    /// Runs until `shutdown` resolves, then stops fetching, waits up to
+    /// `shutdown_timeout` for running tasks and gives the rest back to
+    /// pending.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), WorkerError> {
+        let shared = self.shared.clone();
+        tracing::info!(
+            server_id = %shared.server_id,
+            concurrency = shared.settings.concurrency,
+            queues = ?shared.queues.iter().map(|q| q.keys.name().to_owned()).collect::<Vec<_>>(),
+            "worker started"
+        );
+        let mut background = Vec::new();
+        for queue in &shared.queues {
+            shared.broker.register_queue(queue.keys.name()).await?;
+            background.push(tokio::spawn(dispatch::waker(shared.clone(), queue.clone())));
+        }
+        background.push(tokio::spawn(maintenance::run(shared.clone())));
+        let dispatcher = tokio::spawn(dispatch::run(shared.clone()));
+
+        shutdown.await;
+        tracing::info!("shutting down: no new tasks; waiting for running ones");
+        shared.stopping.store(true, Ordering::SeqCst);
+        shared.work.notify_one();
+        let _ = dispatcher.await;
+        let all = shared.settings.concurrency as u32;
+        let drained = tokio::time::timeout(
+            shared.settings.shutdown_timeout.0,
+            shared.global.acquire_many(all),
+        )
+        .await;
+        if drained.is_err() {
+            let running: Vec<CancelToken> = shared
+                .inflight
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .values()
+                .flat_map(|m| m.values().cloned())
+                .collect();
+            tracing::warn!(
+                tasks = running.len(),
+                "shutdown timeout: requeueing running tasks"
+            );
+            for token in running {
+                token.cancel();
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(10), shared.global.acquire_many(all))
+                .await;
+        }
+        for task in background {
+            task.abort();
+        }
+        maintenance::deregister(&shared).await;
+        tracing::info!("worker stopped");
+        self.sandbox_threads.shutdown_background();
+        Ok(())
+    }
+}
+
+impl Shared {
+    pub(crate) fn emit(&self, event: TaskEvent) {
+        if let Some(tx) = &self.events {
+            let _ = tx.send(event);
+        }
+    }
+
+    pub(crate) fn lease_expiry(&self) -> i64 {
+        crate::broker::now_secs() + self.settings.lease.0.as_secs().max(1) as i64
+    }
+
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+}
+
+/// Retries an idempotent Redis step a few times with backoff, so a short
+/// outage or failover does not lose an acknowledgement.
+pub(crate) async fn persist<T, F, Fut>(what: &str, mut step: F) -> Result<T, BrokerError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, BrokerError>>,
+{
+    let started = Instant::now();
+    let mut delay = Duration::from_millis(50);
+    loop {
+        match step().await {
+            Ok(v) => return Ok(v),
+            Err(e) if started.elapsed() < Duration::from_secs(30) => {
+                tracing::warn!("{what} failed, retrying in {delay:?}: {e}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}

@@ -1,0 +1,222 @@
+//! One claimed task: decode, run in the sandbox, write the outcome back.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use prost::Message as _;
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::{Disposition, QueueSlot, Shared, TaskEvent, persist};
+use crate::broker::{Claimed, now_secs};
+use crate::proto::TaskMessage;
+use crate::runtime::{Action, CancelToken, Failure, Invocation, Outcome, TrapCause};
+
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    queue: Arc<QueueSlot>,
+    claimed: Claimed,
+    permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
+) {
+    process(&shared, &queue, claimed).await;
+    drop(permits);
+    shared.work.notify_one();
+}
+
+async fn process(shared: &Shared, queue: &QueueSlot, claimed: Claimed) {
+    let name = queue.keys.name().to_owned();
+    let msg = match TaskMessage::decode(claimed.msg.as_slice()) {
+        Ok(msg) if !msg.r#type.is_empty() && msg.id == claimed.id => msg,
+        Ok(_) | Err(_) => {
+            let error = if claimed.msg.is_empty() {
+                "task hash has no msg field".to_owned()
+            } else {
+                "msg is not a valid Asynq TaskMessage (protobuf)".to_owned()
+            };
+            tracing::error!(task_id = %claimed.id, queue = %name, "archiving task: {error}");
+            let archived = persist("archiving an invalid task", || {
+                shared
+                    .broker
+                    .archive_raw(&queue.keys, &claimed.id, &claimed.msg)
+            })
+            .await;
+            shared.emit(TaskEvent {
+                id: claimed.id,
+                task_type: String::new(),
+                queue: name,
+                disposition: if matches!(archived, Ok(true)) {
+                    Disposition::Archived
+                } else {
+                    Disposition::LeaseLost
+                },
+                result: None,
+                error: Some(error),
+                fuel: 0,
+                micros: 0,
+            });
+            return;
+        }
+    };
+
+    let cancel = CancelToken::new();
+    shared
+        .inflight
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(name.clone())
+        .or_default()
+        .insert(msg.id.clone(), cancel.clone());
+    let invocation = Invocation {
+        id: msg.id.clone(),
+        task_type: msg.r#type.clone(),
+        queue: name.clone(),
+        payload: msg.payload.clone(),
+        retried: msg.retried.max(0) as u32,
+        max_retry: msg.retry.max(0) as u32,
+        timeout: (msg.timeout > 0).then(|| Duration::from_secs(msg.timeout as u64)),
+        deadline: (msg.deadline > 0).then(|| UNIX_EPOCH + Duration::from_secs(msg.deadline as u64)),
+        headers: msg
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        cancel: Some(cancel),
+    };
+    let runtime = shared.runtime.clone();
+    let execution = shared
+        .sandbox
+        .spawn(async move { runtime.execute(invocation).await })
+        .await;
+    shared
+        .inflight
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_mut(&name)
+        .map(|m| m.remove(&msg.id));
+
+    let (outcome, fuel, micros) = match execution {
+        Ok(run) => (
+            run.outcome,
+            run.fuel_consumed,
+            run.wall_time.as_micros() as u64,
+        ),
+        Err(e) => (
+            Outcome::Failed {
+                failure: Failure::Host {
+                    message: format!("the sandbox task died: {e}"),
+                },
+            },
+            0,
+            0,
+        ),
+    };
+    let mut event = TaskEvent {
+        id: msg.id.clone(),
+        task_type: msg.r#type.clone(),
+        queue: name.clone(),
+        disposition: Disposition::Done,
+        result: None,
+        error: None,
+        fuel,
+        micros,
+    };
+
+    let disposition = match &outcome {
+        Outcome::Failed {
+            failure: Failure::Trap {
+                cause: TrapCause::Cancelled,
+            },
+        } if shared.is_stopping() => {
+            event.error = Some("interrupted by shutdown".into());
+            match persist("requeueing a task", || {
+                shared.broker.requeue(&queue.keys, &msg.id)
+            })
+            .await
+            {
+                Ok(true) => Disposition::Requeued,
+                _ => Disposition::LeaseLost,
+            }
+        }
+        Outcome::Success { result } => {
+            event.result = Some(String::from_utf8_lossy(result).into_owned());
+            match persist("acknowledging a task", || {
+                shared.broker.finish(&msg, result)
+            })
+            .await
+            {
+                Ok(true) if msg.retention > 0 => Disposition::Completed,
+                Ok(true) => Disposition::Done,
+                _ => Disposition::LeaseLost,
+            }
+        }
+        Outcome::Failed { failure } => {
+            event.error = Some(failure.to_string());
+            fail(shared, queue, &msg, failure).await
+        }
+    };
+    event.disposition = disposition;
+    match disposition {
+        Disposition::Done | Disposition::Completed => {
+            tracing::info!(task_id = %msg.id, task_type = %msg.r#type, queue = %name, fuel, micros, "task done")
+        }
+        Disposition::LeaseLost => tracing::warn!(
+            task_id = %msg.id, task_type = %msg.r#type, queue = %name,
+            "the task's lease was lost (recovered by another worker); its outcome was not written"
+        ),
+        other => tracing::warn!(
+            task_id = %msg.id, task_type = %msg.r#type, queue = %name, disposition = ?other,
+            error = event.error.as_deref().unwrap_or(""), "task failed"
+        ),
+    }
+    shared.emit(event);
+}
+
+async fn fail(
+    shared: &Shared,
+    queue: &QueueSlot,
+    msg: &TaskMessage,
+    failure: &Failure,
+) -> Disposition {
+    let now = now_secs();
+    let mut updated = msg.clone();
+    updated.error_msg = failure.to_string();
+    updated.last_failed_at = now;
+    let (archive, score) = match failure.action() {
+        Action::Drop => {
+            return match persist("dropping a revoked task", || {
+                shared.broker.drop_task(&queue.keys, &msg.id)
+            })
+            .await
+            {
+                Ok(true) => Disposition::Dropped,
+                _ => Disposition::LeaseLost,
+            };
+        }
+        Action::Archive => (true, now),
+        Action::Retry { .. } if msg.retried >= msg.retry => (true, now),
+        Action::Retry { delay } => {
+            let delay = delay.unwrap_or_else(|| {
+                shared
+                    .retry_delays
+                    .get(&msg.r#type)
+                    .copied()
+                    .unwrap_or_default()
+                    .delay(msg.retried.max(0) as u32)
+            });
+            updated.retried += 1;
+            let at = SystemTime::now() + delay;
+            (
+                false,
+                at.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() as i64,
+            )
+        }
+    };
+    match persist("recording a failure", || {
+        shared.broker.fail(&updated, archive, score, None)
+    })
+    .await
+    {
+        Ok(true) if archive => Disposition::Archived,
+        Ok(true) => Disposition::Retry,
+        _ => Disposition::LeaseLost,
+    }
+}

@@ -1,0 +1,723 @@
+//! The broker, worker and client against a real Redis Cluster (and a single
+//! Redis where it differs): the seed tutorial and every state change.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use redis::AsyncCommands as _;
+use tokio::sync::{mpsc, oneshot};
+use wasq::broker::{Broker, QueueKeys};
+use wasq::worker::{Disposition, TaskEvent, Worker};
+use wasq::{Client, EnqueueError, RedisConfig, Task, TaskOptions, TaskState};
+use wasq_tests::redis::{shared_cluster, shared_single};
+use wasq_tests::{TestConfig, run_wasq, unique_queue};
+
+/// A worker running in this process.
+struct RunningWorker {
+    stop: Option<oneshot::Sender<()>>,
+    events: mpsc::UnboundedReceiver<TaskEvent>,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl RunningWorker {
+    async fn start(config: &TestConfig) -> Self {
+        let cfg = wasq::config::Config::load(&config.path).unwrap();
+        let runtime = tokio::task::spawn_blocking(move || {
+            let runtime = wasq::runtime::Runtime::load(&cfg).unwrap();
+            (cfg, runtime)
+        })
+        .await
+        .unwrap();
+        let (cfg, runtime) = runtime;
+        let mut worker = Worker::new(&cfg, runtime).await.unwrap();
+        let events = worker.events();
+        let (tx, rx) = oneshot::channel();
+        let handle = tokio::spawn(async move {
+            worker
+                .run(async {
+                    let _ = rx.await;
+                })
+                .await
+                .unwrap();
+        });
+        Self {
+            stop: Some(tx),
+            events,
+            handle,
+        }
+    }
+
+    /// The next `n` events, or a panic after `within`.
+    async fn next(&mut self, n: usize, within: Duration) -> Vec<TaskEvent> {
+        let mut out = Vec::new();
+        let deadline = Instant::now() + within;
+        while out.len() < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.events.recv()).await {
+                Ok(Some(e)) => out.push(e),
+                _ => panic!("expected {n} events within {within:?}, got {out:#?}"),
+            }
+        }
+        out
+    }
+
+    /// Asserts nothing happens for `for_`.
+    async fn quiet(&mut self, for_: Duration) {
+        if let Ok(Some(e)) = tokio::time::timeout(for_, self.events.recv()).await {
+            panic!("expected no task event, got {e:?}");
+        }
+    }
+
+    async fn stop(mut self) -> mpsc::UnboundedReceiver<TaskEvent> {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(Duration::from_secs(30), self.handle)
+            .await
+            .expect("worker stops in time")
+            .unwrap();
+        self.events
+    }
+}
+
+/// A worker config on the shared cluster with the test guests registered.
+fn config(queues: &[(&str, u32, Option<usize>)], extra: &str) -> TestConfig {
+    let mut body = shared_cluster().toml();
+    body.push_str(&queue_sections(queues));
+    body.push_str(extra);
+    body.push_str(GUEST_TYPES);
+    TestConfig::new(&body)
+}
+
+fn queue_sections(queues: &[(&str, u32, Option<usize>)]) -> String {
+    let mut body = String::new();
+    for (name, priority, cap) in queues {
+        body.push_str(&format!("\n[queues.{name:?}]\npriority = {priority}\n"));
+        if let Some(cap) = cap {
+            body.push_str(&format!("concurrency = {cap}\n"));
+        }
+    }
+    body
+}
+
+const GUEST_TYPES: &str = r#"
+[tasks.bad]
+module = "{guests}/misbehave.wasm"
+fuel = "unlimited"
+timeout = "60s"
+retry_delay = "1s"
+
+[tasks.noop]
+module = "{examples}/noop.wasm"
+"#;
+
+async fn cluster_client() -> Client {
+    Client::connect(&shared_cluster().redis_config())
+        .await
+        .unwrap()
+}
+
+fn payload(json: &str) -> Task {
+    Task::new("bad", json.as_bytes().to_vec())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_tutorial_end_to_end_on_the_cluster() {
+    let images = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../examples-wasm/images/sample.png"
+        ),
+        images.path().join("cat.png"),
+    )
+    .unwrap();
+    let mut body = shared_cluster().toml();
+    body.push_str("\n[worker]\nconcurrency = 20\n");
+    body.push_str(&queue_sections(&[
+        ("notifications", 1, None),
+        ("webhooks", 1, None),
+        ("images", 1, None),
+    ]));
+    body.push_str(&format!(
+        r#"
+[tasks."notifications:email"]
+module = "{{examples}}/email.wasm"
+[tasks."webhooks:sync"]
+module = "{{examples}}/webhook_sync.wasm"
+[tasks."images:resize"]
+module = "{{examples}}/image_resize.wasm"
+memory = "256MiB"
+dirs = [{{ host = {:?}, guest = "/images", mode = "rw" }}]
+"#,
+        images.path().display().to_string()
+    ));
+    let config = TestConfig::new(&body);
+    let mut worker = RunningWorker::start(&config).await;
+    let client = cluster_client().await;
+    let tasks = [
+        (
+            "notifications:email",
+            r#"{"to": 42, "from": 7}"#,
+            "notifications",
+        ),
+        ("webhooks:sync", r#"{"data": 1234}"#, "webhooks"),
+        (
+            "images:resize",
+            r#"{"src": "/images/cat.png", "width": 32, "height": 24}"#,
+            "images",
+        ),
+    ];
+    for (task_type, json, queue) in tasks {
+        let info = client
+            .enqueue(
+                Task::new(task_type, json.as_bytes().to_vec()),
+                TaskOptions::default().queue(queue),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (info.queue.as_str(), info.state),
+            (queue, TaskState::Pending)
+        );
+    }
+    let events = worker.next(3, Duration::from_secs(30)).await;
+    let results: HashMap<&str, &str> = events
+        .iter()
+        .map(|e| {
+            assert_eq!(e.disposition, Disposition::Done, "{e:?}");
+            (e.task_type.as_str(), e.result.as_deref().unwrap())
+        })
+        .collect();
+    assert_eq!(results["notifications:email"], "email sent from 7 to 42");
+    assert_eq!(results["webhooks:sync"], "webhook 1234 processed");
+    assert!(results["images:resize"].contains(r#""width":32,"height":24"#));
+    assert!(images.path().join("cat.thumb.png").exists());
+    worker.stop().await;
+
+    // `wasq queue ls --cluster` names each queue's slot and the nodes holding it.
+    let addrs = shared_cluster().addrs().join(",");
+    let (code, out, err) = run_wasq(&["queue", "ls", "--cluster", "--cluster-addrs", &addrs]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("Queue"), "{out}");
+    for queue in ["notifications", "webhooks", "images"] {
+        let slot: u16 = shared_cluster().nodes[0]
+            .cli(&["CLUSTER", "KEYSLOT", &format!("asynq:{{{queue}}}:pending")])
+            .trim()
+            .parse()
+            .unwrap();
+        let master = shared_cluster().master_of(slot);
+        let master_id = master.cli(&["CLUSTER", "MYID"]).trim().to_owned();
+        let line = out
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(queue))
+            .unwrap_or_else(|| panic!("{queue} missing in:\n{out}"));
+        assert!(line.contains(&format!(" {slot} ")), "{line}");
+        assert!(
+            line.contains(&format!("{{{master_id} {}}}", master.addr())),
+            "{line}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_tasks_wait_for_their_time() {
+    let q = unique_queue("sched");
+    let config = config(&[(&q, 1, None)], "");
+    let mut worker = RunningWorker::start(&config).await;
+    let client = cluster_client().await;
+    let info = client
+        .enqueue(
+            payload(r#"{"do": "ok"}"#),
+            TaskOptions::default()
+                .queue(&q)
+                .process_in(Duration::from_secs(2)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(info.state, TaskState::Scheduled);
+    let enqueued = Instant::now();
+    worker.quiet(Duration::from_millis(1000)).await;
+    let events = worker.next(1, Duration::from_secs(6)).await;
+    assert_eq!(events[0].id, info.id);
+    assert!(
+        enqueued.elapsed() >= Duration::from_secs(1),
+        "ran early: {:?}",
+        enqueued.elapsed()
+    );
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_back_off_then_archive() {
+    let q = unique_queue("retry");
+    let config = config(&[(&q, 1, None)], "");
+    let mut worker = RunningWorker::start(&config).await;
+    let client = cluster_client().await;
+    let info = client
+        .enqueue(
+            payload(r#"{"do": "panic"}"#),
+            TaskOptions::default().queue(&q).max_retry(2),
+        )
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let events = worker.next(3, Duration::from_secs(20)).await;
+    let dispositions: Vec<Disposition> = events.iter().map(|e| e.disposition).collect();
+    assert_eq!(
+        dispositions,
+        [
+            Disposition::Retry,
+            Disposition::Retry,
+            Disposition::Archived
+        ]
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "no backoff: {:?}",
+        started.elapsed()
+    );
+    assert!(
+        events[2]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("deliberate panic")
+    );
+
+    let broker = client.broker().clone();
+    let stats = broker.stats(&q).await.unwrap();
+    assert_eq!(
+        (stats.archived, stats.retry, stats.pending, stats.active),
+        (1, 0, 0, 0)
+    );
+    assert_eq!((stats.processed_today, stats.failed_today), (3, 3));
+    let msg = broker
+        .task_msg(&QueueKeys::new(&q), &info.id)
+        .await
+        .unwrap()
+        .unwrap();
+    let msg = <wasq::proto::TaskMessage as prost::Message>::decode(msg.as_slice()).unwrap();
+    assert_eq!(msg.retried, 2);
+    assert!(msg.error_msg.contains("panic"), "{}", msg.error_msg);
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skip_retry_archives_at_once_and_revoke_deletes() {
+    let q = unique_queue("skip");
+    let config = config(&[(&q, 1, None)], "");
+    let mut worker = RunningWorker::start(&config).await;
+    let client = cluster_client().await;
+    let bad = client
+        .enqueue(
+            payload(r#"{"do": 7}"#),
+            TaskOptions::default().queue(&q).max_retry(5),
+        )
+        .await
+        .unwrap();
+    let event = &worker.next(1, Duration::from_secs(10)).await[0];
+    assert_eq!(
+        (event.id.as_str(), event.disposition),
+        (bad.id.as_str(), Disposition::Archived)
+    );
+
+    let revoked = client
+        .enqueue(
+            payload(r#"{"do": "revoke"}"#),
+            TaskOptions::default().queue(&q),
+        )
+        .await
+        .unwrap();
+    let event = &worker.next(1, Duration::from_secs(10)).await[0];
+    assert_eq!(
+        (event.id.as_str(), event.disposition),
+        (revoked.id.as_str(), Disposition::Dropped)
+    );
+    let keys = QueueKeys::new(&q);
+    assert!(
+        client
+            .broker()
+            .task_msg(&keys, &revoked.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let stats = client.broker().stats(&q).await.unwrap();
+    assert_eq!(
+        (stats.archived, stats.pending, stats.active, stats.retry),
+        (1, 0, 0, 0)
+    );
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn unique_tasks_and_task_ids_reject_duplicates() {
+    let q = unique_queue("uniq");
+    let client = cluster_client().await;
+    let opts = || {
+        TaskOptions::default()
+            .queue(&q)
+            .unique(Duration::from_secs(3600))
+    };
+    client
+        .enqueue(payload(r#"{"do": "ok"}"#), opts())
+        .await
+        .unwrap();
+    match client.enqueue(payload(r#"{"do": "ok"}"#), opts()).await {
+        Err(EnqueueError::Duplicate { queue, .. }) => assert_eq!(queue, q),
+        other => panic!("expected a duplicate, got {other:?}"),
+    }
+    // Another payload is not a duplicate.
+    client
+        .enqueue(payload(r#"{"do": "ok", "n": 2}"#), opts())
+        .await
+        .unwrap();
+
+    let id = format!("order-{}", unique_queue("id"));
+    let with_id = || TaskOptions::default().queue(&q).task_id(&id);
+    client
+        .enqueue(payload(r#"{"do": "ok"}"#), with_id())
+        .await
+        .unwrap();
+    match client.enqueue(payload(r#"{"do": "ok"}"#), with_id()).await {
+        Err(EnqueueError::IdConflict { id: got, .. }) => assert_eq!(got, id),
+        other => panic!("expected an id conflict, got {other:?}"),
+    }
+    assert_eq!(client.broker().stats(&q).await.unwrap().pending, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_keeps_completed_tasks_then_they_expire() {
+    let q = unique_queue("keep");
+    let config = config(&[(&q, 1, None)], "");
+    let mut worker = RunningWorker::start(&config).await;
+    let client = cluster_client().await;
+    let info = client
+        .enqueue(
+            payload(r#"{"do": "ok"}"#),
+            TaskOptions::default()
+                .queue(&q)
+                .retention(Duration::from_secs(2)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        worker.next(1, Duration::from_secs(10)).await[0].disposition,
+        Disposition::Completed
+    );
+    let mut conn = client.broker().conn();
+    let keys = QueueKeys::new(&q);
+    let (state, result): (String, String) = redis::pipe()
+        .hget(keys.task(&info.id), "state")
+        .hget(keys.task(&info.id), "result")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        (state.as_str(), result.as_str()),
+        ("completed", r#"{"do": "ok"}"#)
+    );
+    let deadline = Instant::now() + Duration::from_secs(8);
+    loop {
+        let exists: bool = conn.exists(keys.task(&info.id)).await.unwrap();
+        if !exists {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "completed task was not deleted after its retention"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(client.broker().stats(&q).await.unwrap().completed, 0);
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_queues_are_not_consumed() {
+    let q = unique_queue("paused");
+    let config = config(&[(&q, 1, None)], "");
+    let client = cluster_client().await;
+    client.broker().pause(&q).await.unwrap();
+    let mut worker = RunningWorker::start(&config).await;
+    client
+        .enqueue(payload(r#"{"do": "ok"}"#), TaskOptions::default().queue(&q))
+        .await
+        .unwrap();
+    worker.quiet(Duration::from_millis(1500)).await;
+    assert!(client.broker().stats(&q).await.unwrap().paused);
+    client.broker().resume(&q).await.unwrap();
+    assert_eq!(
+        worker.next(1, Duration::from_secs(5)).await[0].disposition,
+        Disposition::Done
+    );
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_per_queue_concurrency_cap_is_never_exceeded() {
+    let q = unique_queue("cap");
+    let config = config(&[(&q, 1, Some(2))], "[worker]\nconcurrency = 10\n");
+    let client = cluster_client().await;
+    let tasks = (0..8)
+        .map(|i| {
+            (
+                payload(&format!(r#"{{"do": "nap", "ms": 300, "n": {i}}}"#)),
+                TaskOptions::default().queue(&q),
+            )
+        })
+        .collect();
+    for r in client.enqueue_batch(tasks).await {
+        r.unwrap();
+    }
+    let mut worker = RunningWorker::start(&config).await;
+    let mut conn = client.broker().conn();
+    let keys = QueueKeys::new(&q);
+    let mut max_active = 0;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (active, pending): (u64, u64) = redis::pipe()
+            .llen(keys.active())
+            .llen(keys.pending())
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        max_active = max_active.max(active);
+        if active == 0 && pending == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "tasks did not drain");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(max_active, 2, "the cap of 2 was exceeded or never reached");
+    let events = worker.next(8, Duration::from_secs(5)).await;
+    assert!(events.iter().all(|e| e.disposition == Disposition::Done));
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weighted_priorities_roughly_follow_their_weights() {
+    let heavy = unique_queue("heavy");
+    let light = unique_queue("light");
+    let config = config(
+        &[(&heavy, 3, None), (&light, 1, None)],
+        "[worker]\nconcurrency = 1\n",
+    );
+    let client = cluster_client().await;
+    let mut batch = Vec::new();
+    for q in [&heavy, &light] {
+        for _ in 0..150 {
+            batch.push((
+                Task::new("noop", b"{}".to_vec()),
+                TaskOptions::default().queue(q.as_str()),
+            ));
+        }
+    }
+    for r in client.enqueue_batch(batch).await {
+        r.unwrap();
+    }
+    let mut worker = RunningWorker::start(&config).await;
+    let events = worker.next(120, Duration::from_secs(60)).await;
+    let from_heavy = events.iter().filter(|e| e.queue == heavy).count();
+    let share = from_heavy as f64 / events.len() as f64;
+    assert!(
+        (0.6..=0.9).contains(&share),
+        "heavy queue share {share:.2}, expected about 0.75"
+    );
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_msg_that_is_not_a_task_message_is_archived() {
+    let q = unique_queue("garbage");
+    let config = config(&[(&q, 1, None)], "");
+    let client = cluster_client().await;
+    let keys = QueueKeys::new(&q);
+    let mut conn = client.broker().conn();
+    client.broker().register_queue(&q).await.unwrap();
+    let _: () = redis::pipe()
+        .hset(keys.task("junk"), "msg", "this is not protobuf \u{1}\u{2}")
+        .hset(keys.task("junk"), "state", "pending")
+        .lpush(keys.pending(), "junk")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut worker = RunningWorker::start(&config).await;
+    let event = &worker.next(1, Duration::from_secs(10)).await[0];
+    assert_eq!(
+        (event.id.as_str(), event.disposition),
+        ("junk", Disposition::Archived)
+    );
+    assert!(
+        event
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("not a valid Asynq TaskMessage")
+    );
+    // The worker carries on with real tasks.
+    client
+        .enqueue(payload(r#"{"do": "ok"}"#), TaskOptions::default().queue(&q))
+        .await
+        .unwrap();
+    assert_eq!(
+        worker.next(1, Duration::from_secs(10)).await[0].disposition,
+        Disposition::Done
+    );
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_requeues_unfinished_tasks() {
+    let q = unique_queue("graceful");
+    let config = config(&[(&q, 1, None)], "[worker]\nshutdown_timeout = \"300ms\"\n");
+    let worker = RunningWorker::start(&config).await;
+    let client = cluster_client().await;
+    let info = client
+        .enqueue(
+            payload(r#"{"do": "nap", "ms": 30000}"#),
+            TaskOptions::default().queue(&q),
+        )
+        .await
+        .unwrap();
+    let keys = QueueKeys::new(&q);
+    let mut conn = client.broker().conn();
+    wait_for(|| async { conn.clone().llen::<_, u64>(keys.active()).await.unwrap() == 1 }).await;
+    let mut events = worker.stop().await;
+    let event = events.recv().await.unwrap();
+    assert_eq!(
+        (event.id.as_str(), event.disposition),
+        (info.id.as_str(), Disposition::Requeued)
+    );
+    let pending: Vec<String> = conn.lrange(keys.pending(), 0, -1).await.unwrap();
+    assert_eq!(pending, [info.id.clone()]);
+    let state: String = conn.hget(keys.task(&info.id), "state").await.unwrap();
+    assert_eq!(state, "pending");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_workers_task_is_recovered_after_its_lease_and_completed_by_another() {
+    let q = unique_queue("killed");
+    let config = config(&[(&q, 1, None)], "[worker]\nlease = \"2s\"\n");
+    let client = cluster_client().await;
+    let mut victim = std::process::Command::new(wasq_tests::wasq_bin())
+        .args(["worker", "--config", &config.path.display().to_string()])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let info = client
+        .enqueue(
+            payload(r#"{"do": "nap", "ms": 1500}"#),
+            TaskOptions::default().queue(&q),
+        )
+        .await
+        .unwrap();
+    let keys = QueueKeys::new(&q);
+    let conn = client.broker().conn();
+    wait_for(|| async { conn.clone().llen::<_, u64>(keys.active()).await.unwrap() == 1 }).await;
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+    let killed_at = Instant::now();
+
+    let mut rescuer = RunningWorker::start(&config).await;
+    let events = rescuer.next(1, Duration::from_secs(20)).await;
+    assert_eq!(
+        (events[0].id.as_str(), events[0].disposition),
+        (info.id.as_str(), Disposition::Done)
+    );
+    assert!(
+        killed_at.elapsed() >= Duration::from_secs(1),
+        "recovered before the lease expired"
+    );
+    let stats = client.broker().stats(&q).await.unwrap();
+    assert_eq!((stats.active, stats.pending, stats.retry), (0, 0, 0));
+    rescuer.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_computing_longer_than_the_lease_keeps_it() {
+    let q = unique_queue("longrun");
+    let config = config(&[(&q, 1, None)], "[worker]\nlease = \"1s\"\n");
+    let mut first = RunningWorker::start(&config).await;
+    let client = cluster_client().await;
+    let info = client
+        .enqueue(
+            payload(r#"{"do": "spin", "iters": 4000000000}"#),
+            TaskOptions::default().queue(&q),
+        )
+        .await
+        .unwrap();
+    let keys = QueueKeys::new(&q);
+    let conn = client.broker().conn();
+    wait_for(|| async { conn.clone().llen::<_, u64>(keys.active()).await.unwrap() == 1 }).await;
+    // A second worker on the same queue must not get the task meanwhile.
+    let mut second = RunningWorker::start(&config).await;
+    let started = Instant::now();
+    let events = first.next(1, Duration::from_secs(60)).await;
+    assert_eq!(
+        (events[0].id.as_str(), events[0].disposition),
+        (info.id.as_str(), Disposition::Done)
+    );
+    assert!(
+        started.elapsed() > Duration::from_secs(2),
+        "the guest was too quick to outlive its lease: {:?}",
+        started.elapsed()
+    );
+    second.quiet(Duration::from_millis(500)).await;
+    second.stop().await;
+    first.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_redis_works_the_same() {
+    let single = shared_single();
+    let q = unique_queue("single");
+    let url = format!("redis://{}", single.addr());
+    let mut body = format!("[redis]\nurl = {url:?}\n");
+    body.push_str(&queue_sections(&[(&q, 1, None)]));
+    body.push_str(GUEST_TYPES);
+    let config = TestConfig::new(&body);
+    let mut worker = RunningWorker::start(&config).await;
+
+    let (code, out, err) = run_wasq(&[
+        "enqueue",
+        "bad",
+        "--redis-url",
+        &url,
+        "--queue",
+        &q,
+        "--payload",
+        r#"{"do": "ok"}"#,
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let info: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let event = &worker.next(1, Duration::from_secs(10)).await[0];
+    assert_eq!(event.id, info["id"].as_str().unwrap());
+    assert_eq!(event.result.as_deref(), Some(r#"{"do": "ok"}"#));
+
+    let (code, out, _) = run_wasq(&["stats", "--redis-url", &url, "--json"]);
+    assert_eq!(code, 0);
+    let stats: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let ours = stats
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["queue"] == q.as_str())
+        .unwrap();
+    assert_eq!(ours["processed_today"], 1);
+    let broker = Broker::connect(&RedisConfig::single(&url)).await.unwrap();
+    assert!(broker.locate(&q).await.unwrap().is_none());
+    worker.stop().await;
+}
+
+async fn wait_for<F, Fut>(mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !check().await {
+        assert!(Instant::now() < deadline, "condition not met in time");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
