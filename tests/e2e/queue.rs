@@ -589,7 +589,7 @@ async fn graceful_shutdown_requeues_unfinished_tasks() {
         (info.id.as_str(), Disposition::Requeued)
     );
     let pending: Vec<String> = conn.lrange(keys.pending(), 0, -1).await.unwrap();
-    assert_eq!(pending, [info.id.clone()]);
+    assert_eq!(pending, std::slice::from_ref(&info.id));
     let state: String = conn.hget(keys.task(&info.id), "state").await.unwrap();
     assert_eq!(state, "pending");
 }
