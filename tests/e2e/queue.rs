@@ -505,7 +505,7 @@ async fn weighted_priorities_roughly_follow_their_weights() {
     let client = cluster_client().await;
     let mut batch = Vec::new();
     for q in [&heavy, &light] {
-        for _ in 0..150 {
+        for _ in 0..250 {
             batch.push((
                 Task::new("noop", b"{}".to_vec()),
                 TaskOptions::default().queue(q.as_str()),
@@ -516,7 +516,7 @@ async fn weighted_priorities_roughly_follow_their_weights() {
         r.unwrap();
     }
     let mut worker = RunningWorker::start(&config).await;
-    let events = worker.next(120, Duration::from_secs(60)).await;
+    let events = worker.next(200, Duration::from_secs(90)).await;
     let from_heavy = events.iter().filter(|e| e.queue == heavy).count();
     let share = from_heavy as f64 / events.len() as f64;
     assert!(
@@ -705,6 +705,18 @@ async fn a_single_redis_works_the_same() {
         .find(|s| s["queue"] == q.as_str())
         .unwrap();
     assert_eq!(ours["processed_today"], 1);
+    assert_eq!(ours["processed_total"], 1);
+    let keys = QueueKeys::new(&q);
+    let broker_conn = Broker::connect(&RedisConfig::single(&url)).await.unwrap();
+    let task_id = info["id"].as_str().unwrap();
+    assert!(
+        broker_conn
+            .task_msg(&keys, task_id)
+            .await
+            .unwrap()
+            .is_none(),
+        "a done task's hash was left behind"
+    );
     let broker = Broker::connect(&RedisConfig::single(&url)).await.unwrap();
     assert!(broker.locate(&q).await.unwrap().is_none());
     worker.stop().await;

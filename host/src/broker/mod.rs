@@ -284,6 +284,30 @@ impl Broker {
         Ok(done == 1)
     }
 
+    /// Deletes many finished tasks of one queue in one call (tasks with no
+    /// retention and no unique lock). Per id: false when the lease was lost.
+    pub async fn finish_many(
+        &self,
+        queue: &QueueKeys,
+        ids: &[String],
+    ) -> Result<Vec<bool>, BrokerError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut inv = scripts::FINISH_MANY.prepare_invoke();
+        inv.key(queue.active())
+            .key(queue.lease())
+            .key(queue.processed_on(&keys::utc_date(now_secs())))
+            .key(queue.processed_total())
+            .arg(stats_expiry());
+        for id in ids {
+            inv.key(queue.task(id)).arg(id);
+        }
+        let mut conn = self.conn.clone();
+        let done: Vec<i64> = inv.invoke_async(&mut conn).await?;
+        Ok(done.into_iter().map(|d| d == 1).collect())
+    }
+
     /// A task failed: move it to retry (at `score`) or to the archive,
     /// storing the updated `msg`. With `recover_at`, act only if its lease
     /// expired by then (recovering an abandoned task). False when the lease

@@ -17,6 +17,7 @@ macro_rules! script {
 script!(ENQUEUE, "scripts/enqueue.lua");
 script!(CLAIM, "scripts/claim.lua");
 script!(FINISH, "scripts/finish.lua");
+script!(FINISH_MANY, "scripts/finish_many.lua");
 script!(FAIL, "scripts/fail.lua");
 script!(DROP, "scripts/drop.lua");
 script!(REQUEUE, "scripts/requeue.lua");

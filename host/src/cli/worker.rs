@@ -10,8 +10,11 @@ pub struct Args {
     #[command(flatten)]
     config: super::ConfigArg,
     /// Print one JSON line per task instead of text.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "quiet")]
     json: bool,
+    /// Print nothing per task (logs still go to stderr).
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -19,8 +22,12 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut worker = Worker::new(&config, runtime).await?;
     let mut events = worker.events();
     let json = args.json;
+    let quiet = args.quiet;
     let printer = tokio::spawn(async move {
         while let Some(e) = events.recv().await {
+            if quiet {
+                continue;
+            }
             if json {
                 if let Ok(line) = serde_json::to_string(&e) {
                     println!("{line}");

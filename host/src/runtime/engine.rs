@@ -43,7 +43,10 @@ fn pool(max_sandboxes: u32, max_memory: u64) -> PoolingAllocationConfig {
         .total_stacks(n)
         .max_memory_size(usize::try_from(max_memory).unwrap_or(usize::MAX))
         // Keep a few slots warm so the next sandbox reuses their pages.
-        .max_unused_warm_slots(n.min(32));
+        .max_unused_warm_slots(n.min(32))
+        // Return freed pages in batches: one round of madvise (and of TLB
+        // shootdowns across cores) per 16 sandboxes instead of one each.
+        .decommit_batch_size(16);
     pool
 }
 

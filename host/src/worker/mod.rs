@@ -14,6 +14,7 @@
 //! Guests run on a tokio runtime of their own, so a guest burning CPU never
 //! delays heartbeats, fetching or acks on the worker's runtime.
 
+mod ack;
 mod dispatch;
 mod maintenance;
 mod process;
@@ -89,6 +90,7 @@ pub enum Disposition {
 
 pub(crate) struct QueueSlot {
     pub keys: QueueKeys,
+    pub acker: ack::Acker,
     pub priority: u32,
     pub slots: Arc<Semaphore>,
 }
@@ -112,7 +114,17 @@ pub(crate) struct Shared {
 /// A worker ready to run.
 pub struct Worker {
     shared: Arc<Shared>,
-    sandbox_threads: tokio::runtime::Runtime,
+    sandbox_threads: Option<tokio::runtime::Runtime>,
+    ackers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        // A runtime may not be dropped (which blocks) inside async code.
+        if let Some(threads) = self.sandbox_threads.take() {
+            threads.shutdown_background();
+        }
+    }
 }
 
 impl Worker {
@@ -139,10 +151,14 @@ impl Worker {
         if queue_configs.is_empty() {
             queue_configs.insert(crate::task::DEFAULT_QUEUE.to_owned(), (1, None));
         }
+        let mut ackers = Vec::new();
         let queues = queue_configs
             .into_iter()
             .map(|(name, (priority, cap))| {
+                let (acker, task) = ack::Acker::start(broker.clone(), QueueKeys::new(&name));
+                ackers.push(task);
                 Arc::new(QueueSlot {
+                    acker,
                     keys: QueueKeys::new(&name),
                     priority: priority.max(1),
                     slots: Arc::new(Semaphore::new(
@@ -180,7 +196,8 @@ impl Worker {
                 server_id: uuid::Uuid::new_v4().to_string(),
                 started: std::time::SystemTime::now(),
             }),
-            sandbox_threads,
+            sandbox_threads: Some(sandbox_threads),
+            ackers,
         })
     }
 
@@ -197,7 +214,7 @@ impl Worker {
     /// Runs until `shutdown` resolves, then stops fetching, waits up to
     /// `shutdown_timeout` for running tasks and gives the rest back to
     /// pending.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), WorkerError> {
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), WorkerError> {
         let shared = self.shared.clone();
         tracing::info!(
             server_id = %shared.server_id,
@@ -242,12 +259,11 @@ impl Worker {
             let _ = tokio::time::timeout(Duration::from_secs(10), shared.global.acquire_many(all))
                 .await;
         }
-        for task in background {
+        for task in background.into_iter().chain(self.ackers.drain(..)) {
             task.abort();
         }
         maintenance::deregister(&shared).await;
         tracing::info!("worker stopped");
-        self.sandbox_threads.shutdown_background();
         Ok(())
     }
 }

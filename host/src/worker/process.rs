@@ -138,14 +138,21 @@ async fn process(shared: &Shared, queue: &QueueSlot, claimed: Claimed) {
         }
         Outcome::Success { result } => {
             event.result = Some(String::from_utf8_lossy(result).into_owned());
-            match persist("acknowledging a task", || {
-                shared.broker.finish(&msg, result)
-            })
-            .await
-            {
-                Ok(true) if msg.retention > 0 => Disposition::Completed,
-                Ok(true) => Disposition::Done,
-                _ => Disposition::LeaseLost,
+            if msg.retention == 0 && msg.unique_key.is_empty() {
+                match queue.acker.finish(msg.id.clone()).await {
+                    true => Disposition::Done,
+                    false => Disposition::LeaseLost,
+                }
+            } else {
+                match persist("acknowledging a task", || {
+                    shared.broker.finish(&msg, result)
+                })
+                .await
+                {
+                    Ok(true) if msg.retention > 0 => Disposition::Completed,
+                    Ok(true) => Disposition::Done,
+                    _ => Disposition::LeaseLost,
+                }
             }
         }
         Outcome::Failed { failure } => {

@@ -110,6 +110,14 @@ fn misbehave(task: Task) -> Result<Vec<u8>, TaskError> {
             let moved = after.duration_since(before).unwrap_or_default().as_nanos();
             Ok(format!("{ms} {moved}").into_bytes())
         }
+        "started" => {
+            // The wall clock is frozen at the sandbox's start: this is when
+            // the task started, in Unix nanoseconds.
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            Ok(now.as_nanos().to_string().into_bytes())
+        }
         "nap" => {
             std::thread::sleep(Duration::from_millis(req.ms));
             Ok(format!("napped {}ms", req.ms).into_bytes())

@@ -1,0 +1,60 @@
+//! Batched acknowledgements: processors of one queue hand their finished
+//! task ids to the queue's acker, which deletes whatever has piled up in one
+//! script call (up to 128 ids), so Redis runs one script per batch instead
+//! of one per task.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::persist;
+use crate::broker::{Broker, QueueKeys};
+
+const MAX_BATCH: usize = 128;
+
+type Request = (String, oneshot::Sender<bool>);
+
+/// The sending side, one per queue.
+#[derive(Clone)]
+pub(crate) struct Acker {
+    tx: mpsc::UnboundedSender<Request>,
+}
+
+impl Acker {
+    /// Starts the acker task of `queue`.
+    pub fn start(broker: Broker, queue: QueueKeys) -> (Self, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let handle = tokio::spawn(run(broker, Arc::new(queue), rx));
+        (Self { tx }, handle)
+    }
+
+    /// Acknowledges `id`; false when its lease was lost or Redis stayed
+    /// unreachable.
+    pub async fn finish(&self, id: String) -> bool {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send((id, tx)).is_err() {
+            return false;
+        }
+        rx.await.unwrap_or(false)
+    }
+}
+
+async fn run(broker: Broker, queue: Arc<QueueKeys>, mut rx: mpsc::UnboundedReceiver<Request>) {
+    let mut batch: Vec<Request> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let ids: Vec<String> = batch.iter().map(|(id, _)| id.clone()).collect();
+        let done = persist("acknowledging tasks", || broker.finish_many(&queue, &ids))
+            .await
+            .unwrap_or_else(|_| vec![false; ids.len()]);
+        for ((_, reply), ok) in batch.drain(..).zip(done) {
+            let _ = reply.send(ok);
+        }
+    }
+}

@@ -1,0 +1,335 @@
+//! The queue benchmark: enqueue and drain rates, enqueue-to-start latency,
+//! worker memory and Redis CPU per task, on a local cluster of 3 masters
+//! with a replica each (appendonly on) started by the test harness.
+//! Redis's own ceiling is measured in the same run with `redis-benchmark`.
+//!
+//! Run it with `scripts/bench` (builds the release binary first).
+
+use std::io::BufRead as _;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::stream::{self, StreamExt};
+use wasq::broker::Broker;
+use wasq::{Client, Task, TaskOptions};
+use wasq_tests::TestConfig;
+use wasq_tests::redis::RedisCluster;
+
+const TASKS: usize = 100_000;
+const CALLERS: usize = 50;
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let tasks: usize = std::env::var("WASQ_BENCH_TASKS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(TASKS);
+    let wasq = std::env::var("WASQ_BIN").unwrap_or_else(|_| "target/release/wasq".into());
+    eprintln!("starting a 3-master cluster with replicas and AOF ...");
+    let cluster = RedisCluster::start(3, 1);
+    let client = Client::connect(&cluster.redis_config()).await?;
+    let broker = client.broker().clone();
+
+    // Redis's own ceiling on one master, same run.
+    let master = cluster.master_of(0);
+    let ceiling = redis_ceiling(master.port);
+
+    // Enqueue one by one: CALLERS concurrent callers, one task per call.
+    let started = Instant::now();
+    let results: Vec<_> = stream::iter(0..tasks)
+        .map(|_| {
+            client.enqueue(
+                Task::new("noop", b"{}".to_vec()),
+                TaskOptions::default().queue("bench-one"),
+            )
+        })
+        .buffer_unordered(CALLERS)
+        .collect()
+        .await;
+    let one_by_one = tasks as f64 / started.elapsed().as_secs_f64();
+    assert!(results.iter().all(Result::is_ok), "an enqueue failed");
+
+    // Enqueue in batches of 1000, pipelined.
+    let started = Instant::now();
+    for chunk in (0..tasks).collect::<Vec<_>>().chunks(1000) {
+        let batch = chunk
+            .iter()
+            .map(|_| {
+                (
+                    Task::new("noop", b"{}".to_vec()),
+                    TaskOptions::default().queue("bench-batch"),
+                )
+            })
+            .collect();
+        for r in client.enqueue_batch(batch).await {
+            r?;
+        }
+    }
+    let batched = tasks as f64 / started.elapsed().as_secs_f64();
+
+    // Drain both queues through the sandbox with `wasq worker`.
+    let config = TestConfig::new(&format!(
+        "{}\n[worker]\nconcurrency = {CALLERS}\nlease = \"30s\"\n[queues.bench-one]\n[queues.bench-batch]\n\
+         [tasks.noop]\nmodule = \"{{examples}}/noop.wasm\"\n",
+        cluster.toml()
+    ));
+    let config_path = config.path.display().to_string();
+    run(&wasq, &["check", "--config", &config_path]);
+    let cpu_before = masters_cpu(&cluster);
+    let scripts_before = masters_scripts(&cluster);
+    let started = Instant::now();
+    let mut worker = KillOnDrop(
+        Command::new(&wasq)
+            .args(["worker", "--quiet", "--config", &config_path])
+            .stdout(Stdio::null())
+            .spawn()?,
+    );
+    let total = 2 * tasks as u64;
+    let mut peak_rss = 0;
+    loop {
+        let done = processed(&broker, "bench-one").await + processed(&broker, "bench-batch").await;
+        peak_rss = peak_rss.max(rss_kib(worker.0.id()));
+        if done >= total {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "drain stalled at {done}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let drain_secs = started.elapsed().as_secs_f64();
+    let cpu_used = masters_cpu(&cluster) - cpu_before;
+    let worker_cpu = cpu_secs(worker.0.id());
+    let scripts = masters_scripts(&cluster);
+    peak_rss = peak_rss.max(rss_kib(worker.0.id()));
+    stop(&mut worker.0);
+    let drain = total as f64 / drain_secs;
+    for q in ["bench-one", "bench-batch"] {
+        let s = broker.stats(q).await?;
+        assert_eq!(
+            (
+                s.processed_total,
+                s.failed_total,
+                s.pending,
+                s.active,
+                s.retry,
+                s.archived
+            ),
+            (tasks as u64, 0, 0, 0, 0, 0),
+            "queue {q} was not processed exactly once: {s:?}"
+        );
+    }
+
+    // Enqueue-to-start latency at a fixed 500 tasks/s into an idle queue.
+    let latency = TestConfig::new(&format!(
+        "{}\n[worker]\nconcurrency = {CALLERS}\n[queues.bench-latency]\n\
+         [tasks.started]\nmodule = \"{{guests}}/misbehave.wasm\"\n",
+        cluster.toml()
+    ));
+    let latency_path = latency.path.display().to_string();
+    run(&wasq, &["check", "--config", &latency_path]);
+    let mut worker = KillOnDrop(
+        Command::new(&wasq)
+            .args(["worker", "--json", "--config", &latency_path])
+            .stdout(Stdio::piped())
+            .spawn()?,
+    );
+    let stdout = worker.0.stdout.take().expect("piped");
+    let reader = std::thread::spawn(move || {
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(&line).ok())
+            .take(2500)
+            .collect::<Vec<_>>()
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut tick = tokio::time::interval(Duration::from_millis(2));
+    for _ in 0..2500 {
+        tick.tick().await;
+        let sent = SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos();
+        client
+            .enqueue(
+                Task::new("started", br#"{"do": "started"}"#.to_vec()),
+                TaskOptions::default()
+                    .queue("bench-latency")
+                    .task_id(format!("lat-{sent}")),
+            )
+            .await?;
+    }
+    let events = reader.join().expect("reader thread");
+    stop(&mut worker.0);
+    let mut latencies: Vec<f64> = events
+        .iter()
+        .filter_map(|e| {
+            let sent: u128 = e["id"].as_str()?.strip_prefix("lat-")?.parse().ok()?;
+            let started: u128 = e["result"].as_str()?.parse().ok()?;
+            Some(started.saturating_sub(sent) as f64 / 1e6)
+        })
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
+
+    let cpu_us_per_task = cpu_used * 1e6 / total as f64;
+    println!(
+        "wasq queue benchmark: 3 masters + 3 replicas, appendonly yes, {tasks} no-op tasks per run"
+    );
+    println!(
+        "  redis-benchmark ceiling, one master, {CALLERS} clients: LPUSH {:.0}/s, RPOP {:.0}/s",
+        ceiling.0, ceiling.1
+    );
+    println!("  enqueue one by one ({CALLERS} concurrent callers): {one_by_one:>9.0} tasks/s");
+    println!("  enqueue batched (1000 per batch, pipelined):  {batched:>9.0} tasks/s");
+    println!(
+        "  drain through the wasm sandbox (concurrency {CALLERS}): {drain:>9.0} tasks/s ({:.0}% of the LPUSH+RPOP pair rate)",
+        100.0 * drain / (1.0 / (1.0 / ceiling.0 + 1.0 / ceiling.1))
+    );
+    println!("  exactly once: {total} processed, 0 failed, 0 left");
+    println!("  redis master CPU per drained task: {cpu_us_per_task:.1} µs");
+    println!(
+        "  worker CPU per drained task: {:.1} µs; Lua script calls per task: {:.2}",
+        worker_cpu * 1e6 / total as f64,
+        (scripts - scripts_before) as f64 / total as f64
+    );
+    println!("  worker peak RSS: {:.1} MiB", peak_rss as f64 / 1024.0);
+    println!(
+        "  enqueue-to-start latency at 500 tasks/s ({} tasks): p50 {:.2} ms, p99 {:.2} ms",
+        latencies.len(),
+        at(0.5),
+        at(0.99)
+    );
+    Ok(())
+}
+
+/// A child process killed when the benchmark ends, even by a panic.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn run(bin: &str, args: &[&str]) {
+    let status = Command::new(bin)
+        .args(args)
+        .stdout(Stdio::null())
+        .status()
+        .expect("running wasq");
+    assert!(status.success(), "wasq {args:?} failed");
+}
+
+fn stop(child: &mut std::process::Child) {
+    // SAFETY: kill(2) with SIGTERM on a child we started.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let _ = child.wait();
+}
+
+/// (LPUSH/s, RPOP/s) from redis-benchmark against one master.
+fn redis_ceiling(port: u16) -> (f64, f64) {
+    let out = Command::new("redis-benchmark")
+        .args([
+            "-p",
+            &port.to_string(),
+            "-c",
+            &CALLERS.to_string(),
+            "-n",
+            "200000",
+            "-t",
+            "lpush,rpop",
+            "-q",
+        ])
+        .output()
+        .expect("running redis-benchmark");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rate = |name: &str| {
+        text.split(['\r', '\n'])
+            .filter(|l| l.starts_with(name))
+            .next_back()
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    (rate("LPUSH:"), rate("RPOP:"))
+}
+
+/// used_cpu_sys + used_cpu_user summed over the masters, seconds.
+fn masters_cpu(cluster: &RedisCluster) -> f64 {
+    cluster
+        .nodes
+        .iter()
+        .filter(|n| n.cli(&["ROLE"]).starts_with("master"))
+        .map(|n| {
+            n.cli(&["INFO", "cpu"])
+                .lines()
+                .filter(|l| l.starts_with("used_cpu_sys:") || l.starts_with("used_cpu_user:"))
+                .filter_map(|l| l.split(':').nth(1)?.trim().parse::<f64>().ok())
+                .sum::<f64>()
+        })
+        .sum()
+}
+
+/// EVALSHA + EVAL calls summed over the masters.
+fn masters_scripts(cluster: &RedisCluster) -> u64 {
+    cluster
+        .nodes
+        .iter()
+        .filter(|n| n.cli(&["ROLE"]).starts_with("master"))
+        .flat_map(|n| {
+            n.cli(&["INFO", "commandstats"])
+                .lines()
+                .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+                .filter_map(|l| {
+                    l.split("calls=")
+                        .nth(1)?
+                        .split(',')
+                        .next()?
+                        .parse::<u64>()
+                        .ok()
+                })
+                .collect::<Vec<_>>()
+        })
+        .sum()
+}
+
+/// User + system CPU seconds of a process.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // Fields after the command name: utime is the 12th, stime the 13th.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+async fn processed(broker: &Broker, queue: &str) -> u64 {
+    broker
+        .stats(queue)
+        .await
+        .map(|s| s.processed_total)
+        .unwrap_or(0)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
