@@ -248,8 +248,7 @@ fn redis_ceiling(port: u16) -> (f64, f64) {
     let text = String::from_utf8_lossy(&out.stdout);
     let rate = |name: &str| {
         text.split(['\r', '\n'])
-            .filter(|l| l.starts_with(name))
-            .next_back()
+            .rfind(|l| l.starts_with(name))
             .and_then(|l| l.split_whitespace().nth(1))
             .and_then(|v| v.parse::<f64>().ok())
             .unwrap_or(f64::NAN)
