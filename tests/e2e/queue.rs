@@ -109,6 +109,14 @@ retry_delay = "1s"
 module = "{examples}/noop.wasm"
 "#;
 
+/// A fresh queue on the shared cluster, a worker consuming it, a client.
+async fn one_queue(prefix: &str, extra: &str) -> (String, TestConfig, RunningWorker, Client) {
+    let q = unique_queue(prefix);
+    let config = config(&[(&q, 1, None)], extra);
+    let worker = RunningWorker::start(&config).await;
+    (q, config, worker, cluster_client().await)
+}
+
 async fn cluster_client() -> Client {
     Client::connect(&shared_cluster().redis_config())
         .await
@@ -220,10 +228,7 @@ dirs = [{{ host = {:?}, guest = "/images", mode = "rw" }}]
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scheduled_tasks_wait_for_their_time() {
-    let q = unique_queue("sched");
-    let config = config(&[(&q, 1, None)], "");
-    let mut worker = RunningWorker::start(&config).await;
-    let client = cluster_client().await;
+    let (q, _config, mut worker, client) = one_queue("sched", "").await;
     let info = client
         .enqueue(
             payload(r#"{"do": "ok"}"#),
@@ -248,10 +253,7 @@ async fn scheduled_tasks_wait_for_their_time() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_back_off_then_archive() {
-    let q = unique_queue("retry");
-    let config = config(&[(&q, 1, None)], "");
-    let mut worker = RunningWorker::start(&config).await;
-    let client = cluster_client().await;
+    let (q, _config, mut worker, client) = one_queue("retry", "").await;
     let info = client
         .enqueue(
             payload(r#"{"do": "panic"}"#),
@@ -303,10 +305,7 @@ async fn retries_back_off_then_archive() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn skip_retry_archives_at_once_and_revoke_deletes() {
-    let q = unique_queue("skip");
-    let config = config(&[(&q, 1, None)], "");
-    let mut worker = RunningWorker::start(&config).await;
-    let client = cluster_client().await;
+    let (q, _config, mut worker, client) = one_queue("skip", "").await;
     let bad = client
         .enqueue(
             payload(r#"{"do": 7}"#),
@@ -387,10 +386,7 @@ async fn unique_tasks_and_task_ids_reject_duplicates() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_keeps_completed_tasks_then_they_expire() {
-    let q = unique_queue("keep");
-    let config = config(&[(&q, 1, None)], "");
-    let mut worker = RunningWorker::start(&config).await;
-    let client = cluster_client().await;
+    let (q, _config, mut worker, client) = one_queue("keep", "").await;
     let info = client
         .enqueue(
             payload(r#"{"do": "ok"}"#),
@@ -635,10 +631,7 @@ async fn a_killed_workers_task_is_recovered_after_its_lease_and_completed_by_ano
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_guest_computing_longer_than_the_lease_keeps_it() {
-    let q = unique_queue("longrun");
-    let config = config(&[(&q, 1, None)], "[worker]\nlease = \"1s\"\n");
-    let mut first = RunningWorker::start(&config).await;
-    let client = cluster_client().await;
+    let (q, config, mut first, client) = one_queue("longrun", "[worker]\nlease = \"1s\"\n").await;
     let info = client
         .enqueue(
             payload(r#"{"do": "spin", "iters": 4000000000}"#),

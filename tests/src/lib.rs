@@ -63,7 +63,7 @@ impl TestConfig {
     }
 }
 
-/// The `wasq` binary built by `cargo test --workspace` (or `cargo build`).
+/// The `wasq` binary (`scripts/test` builds it before the tests).
 pub fn wasq_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     // target/<profile>/deps/e2e-<hash> -> target/<profile>/wasq
@@ -74,7 +74,7 @@ pub fn wasq_bin() -> PathBuf {
         .expect("target directory");
     assert!(
         bin.exists(),
-        "{} is missing: run the tests with `cargo test --workspace`, which builds it",
+        "{} is missing: run the tests with scripts/test (it builds the binary first), or `cargo build -p wasq` before `cargo test`",
         bin.display()
     );
     bin

@@ -319,26 +319,16 @@ impl Broker {
         score: i64,
         recover_at: Option<i64>,
     ) -> Result<bool, BrokerError> {
-        let q = QueueKeys::new(&msg.queue);
-        let date = keys::utc_date(now_secs());
-        let mut inv = scripts::FAIL.prepare_invoke();
-        inv.key(q.active())
-            .key(q.lease())
-            .key(q.task(&msg.id))
-            .key(if archive { q.archived() } else { q.retry() })
-            .key(q.processed_on(&date))
-            .key(q.failed_on(&date))
-            .key(q.processed_total())
-            .key(q.failed_total())
-            .arg(&msg.id)
-            .arg(msg.encode_to_vec())
-            .arg(score)
-            .arg(if archive { "archived" } else { "retry" })
-            .arg(stats_expiry())
-            .arg(recover_at.map(|t| t.to_string()).unwrap_or_default());
-        let mut conn = self.conn.clone();
-        let done: i64 = inv.invoke_async(&mut conn).await?;
-        Ok(done == 1)
+        let queue = QueueKeys::new(&msg.queue);
+        self.move_failed(
+            &queue,
+            &msg.id,
+            &msg.encode_to_vec(),
+            archive,
+            score,
+            recover_at,
+        )
+        .await
     }
 
     /// Archives a task whose `msg` cannot be decoded, keeping its bytes.
@@ -348,22 +338,35 @@ impl Broker {
         id: &str,
         raw: &[u8],
     ) -> Result<bool, BrokerError> {
+        self.move_failed(queue, id, raw, true, now_secs(), None)
+            .await
+    }
+
+    async fn move_failed(
+        &self,
+        q: &QueueKeys,
+        id: &str,
+        msg: &[u8],
+        archive: bool,
+        score: i64,
+        recover_at: Option<i64>,
+    ) -> Result<bool, BrokerError> {
         let date = keys::utc_date(now_secs());
         let mut inv = scripts::FAIL.prepare_invoke();
-        inv.key(queue.active())
-            .key(queue.lease())
-            .key(queue.task(id))
-            .key(queue.archived())
-            .key(queue.processed_on(&date))
-            .key(queue.failed_on(&date))
-            .key(queue.processed_total())
-            .key(queue.failed_total())
+        inv.key(q.active())
+            .key(q.lease())
+            .key(q.task(id))
+            .key(if archive { q.archived() } else { q.retry() })
+            .key(q.processed_on(&date))
+            .key(q.failed_on(&date))
+            .key(q.processed_total())
+            .key(q.failed_total())
             .arg(id)
-            .arg(raw)
-            .arg(now_secs())
-            .arg("archived")
+            .arg(msg)
+            .arg(score)
+            .arg(if archive { "archived" } else { "retry" })
             .arg(stats_expiry())
-            .arg("");
+            .arg(recover_at.map(|t| t.to_string()).unwrap_or_default());
         let mut conn = self.conn.clone();
         let done: i64 = inv.invoke_async(&mut conn).await?;
         Ok(done == 1)

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// Builds the engine. `max_memory` is the largest memory limit of any task
 /// type, which sizes the pool's memory slots.
@@ -44,8 +44,16 @@ fn pool(max_sandboxes: u32, max_memory: u64) -> PoolingAllocationConfig {
         .max_memory_size(usize::try_from(max_memory).unwrap_or(usize::MAX))
         // Keep a few slots warm so the next sandbox reuses their pages.
         .max_unused_warm_slots(n.min(32))
-        // Return freed pages in batches: one round of madvise (and of TLB
-        // shootdowns across cores) per 16 sandboxes instead of one each.
+        // Reset a finished sandbox's memory in place instead of returning
+        // its pages: with Linux's PAGEMAP_SCAN (6.7+) only the pages the
+        // guest dirtied are found and memset, so the next sandbox takes no
+        // page faults and no madvise forces TLB shootdowns across cores.
+        // Without the ioctl, wasmtime falls back to madvise.
+        .pagemap_scan(Enabled::Auto)
+        .linear_memory_keep_resident(4 << 20)
+        .table_keep_resident(256 << 10)
+        // What is returned is returned in batches: one round of madvise per
+        // 16 sandboxes instead of one each.
         .decommit_batch_size(16);
     pool
 }

@@ -12,8 +12,6 @@ use crate::broker::Broker;
 
 /// Most tasks claimed in one script call.
 const MAX_BATCH: usize = 64;
-/// How long a busy dispatcher waits for more free slots before claiming.
-const LINGER: Duration = Duration::from_millis(1);
 /// How long an idle dispatcher sleeps before looking again without a wake.
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
@@ -25,12 +23,13 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         let Ok(first) = shared.global.clone().acquire_owned().await else {
             return;
         };
-        // Under load, slots free up one by one; linger a moment so one
-        // claim takes several tasks instead of one round trip per task.
-        // An idle worker has all slots free and claims at once.
+        // Under load, slots free up one by one; let the other ready tasks
+        // (finishing processors) run first, so one claim takes several
+        // tasks instead of one round trip per task. An idle worker has all
+        // slots free and claims at once.
         let busy = shared.global.available_permits() + 1 < shared.settings.concurrency / 4;
         if busy {
-            tokio::time::sleep(LINGER).await;
+            tokio::task::yield_now().await;
         }
         let mut claimed_any = false;
         let mut first = Some(first);
