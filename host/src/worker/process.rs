@@ -18,7 +18,12 @@ pub(crate) async fn run(
     permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
 ) {
     process(&shared, &queue, claimed).await;
-    drop(permits);
+    // The queue's slot goes back before the global one: the other way
+    // round, a dispatcher woken in between would find this queue still
+    // full and skip it, which skews weighted priorities under load.
+    let (global, local) = permits;
+    drop(local);
+    drop(global);
     shared.work.notify_one();
 }
 
