@@ -726,3 +726,81 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_waits_for_redis_and_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = wasq_tests::redis::RedisServer::free_port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let q = unique_queue("restart");
+    let mut body = format!("[redis]\nurl = {url:?}\n");
+    body.push_str(&queue_sections(&[(&q, 1, None)]));
+    body.push_str(GUEST_TYPES);
+    let config = TestConfig::new(&body);
+    // Redis is not there yet: the worker keeps trying instead of exiting.
+    let mut worker = std::process::Command::new(wasq_tests::wasq_bin())
+        .args([
+            "worker",
+            "--json",
+            "--config",
+            &config.path.display().to_string(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        worker.try_wait().unwrap().is_none(),
+        "the worker gave up while Redis was down"
+    );
+    let mut redis = wasq_tests::redis::RedisServer::start_on(dir.path(), port, false);
+    let lines = std::io::BufRead::lines(std::io::BufReader::new(worker.stdout.take().unwrap()));
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let client = Client::connect(&RedisConfig::single(&url)).await.unwrap();
+    let first = client
+        .enqueue(
+            payload(r#"{"do": "ok", "n": 1}"#),
+            TaskOptions::default().queue(&q),
+        )
+        .await
+        .unwrap();
+    let line = tokio::time::timeout(Duration::from_secs(20), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        line.contains(&first.id) && line.contains("\"done\""),
+        "{line}"
+    );
+
+    // Redis restarts (same port, same append-only file): the worker reconnects.
+    redis.kill();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _redis = wasq_tests::redis::RedisServer::start_on(dir.path(), port, false);
+    let client = Client::connect(&RedisConfig::single(&url)).await.unwrap();
+    let second = client
+        .enqueue(
+            payload(r#"{"do": "ok", "n": 2}"#),
+            TaskOptions::default().queue(&q),
+        )
+        .await
+        .unwrap();
+    let line = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        line.contains(&second.id) && line.contains("\"done\""),
+        "{line}"
+    );
+    let _ = worker.kill();
+    let _ = worker.wait();
+}

@@ -64,7 +64,17 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts a server; `cluster` enables cluster mode.
     pub fn start(base: &Path, cluster: bool) -> Self {
-        let port = free_port();
+        Self::start_on(base, free_port(), cluster)
+    }
+
+    /// A free port for [`start_on`](Self::start_on).
+    pub fn free_port() -> u16 {
+        free_port()
+    }
+
+    /// Starts a server on `port` with its data in `base/<port>` (a restart
+    /// on the same port finds its append-only file again).
+    pub fn start_on(base: &Path, port: u16, cluster: bool) -> Self {
         let dir = base.join(port.to_string());
         std::fs::create_dir_all(&dir).unwrap();
         let mut conf = format!(

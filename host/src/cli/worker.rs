@@ -19,7 +19,7 @@ pub struct Args {
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (config, runtime) = super::load_runtime(&args.config.config).await?;
-    let mut worker = Worker::new(&config, runtime).await?;
+    let mut worker = Worker::connect_patiently(&config, runtime, shutdown_signal()).await?;
     let mut events = worker.events();
     let json = args.json;
     let quiet = args.quiet;
@@ -49,7 +49,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             );
         }
     });
-    println!(
+    eprintln!(
         "wasq worker: {} task type(s), queues {}; Ctrl-C to stop",
         config.tasks.len(),
         if config.queues.is_empty() {

@@ -136,6 +136,33 @@ impl Worker {
         Self::with_broker(config, runtime, broker)
     }
 
+    /// Like [`new`](Self::new), but waits for Redis while it is unreachable,
+    /// retrying with backoff (up to 10 s between tries) and logging each
+    /// failure, until `give_up` resolves.
+    pub async fn connect_patiently(
+        config: &Config,
+        runtime: Runtime,
+        give_up: impl Future<Output = ()>,
+    ) -> Result<Self, WorkerError> {
+        let redis = config.redis.as_ref().ok_or(WorkerError::NoRedis)?;
+        let mut delay = Duration::from_millis(200);
+        let mut give_up = std::pin::pin!(give_up);
+        let broker = loop {
+            match Broker::connect(redis).await {
+                Ok(broker) => break broker,
+                Err(e) => {
+                    tracing::warn!("Redis is unreachable, retrying in {delay:?}: {e}");
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = &mut give_up => return Err(e.into()),
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(10));
+                }
+            }
+        };
+        Self::with_broker(config, runtime, broker)
+    }
+
     /// Like [`new`](Self::new) over an existing broker.
     pub fn with_broker(
         config: &Config,

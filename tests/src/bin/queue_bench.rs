@@ -101,6 +101,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let drain_secs = started.elapsed().as_secs_f64();
     let cpu_used = masters_cpu(&cluster) - cpu_before;
     let worker_cpu = cpu_secs(worker.0.id());
+    if std::env::var_os("WASQ_BENCH_DEBUG").is_some() {
+        for n in cluster
+            .nodes
+            .iter()
+            .filter(|n| n.cli(&["ROLE"]).starts_with("master"))
+        {
+            eprintln!(
+                "--- commandstats of {}\n{}",
+                n.addr(),
+                n.cli(&["INFO", "commandstats"])
+            );
+        }
+    }
     let scripts = masters_scripts(&cluster);
     peak_rss = peak_rss.max(rss_kib(worker.0.id()));
     stop(&mut worker.0);
