@@ -565,29 +565,48 @@ async fn a_task_msg_that_is_not_a_task_message_is_archived() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_shutdown_requeues_unfinished_tasks() {
     let q = unique_queue("graceful");
-    let config = config(&[(&q, 1, None)], "[worker]\nshutdown_timeout = \"300ms\"\n");
+    // One slot, two long tasks: the second must stay pending, and the
+    // shutdown must not wait for a slot to free up before it starts.
+    let config = config(
+        &[(&q, 1, None)],
+        "[worker]\nconcurrency = 1\nshutdown_timeout = \"300ms\"\n",
+    );
     let worker = RunningWorker::start(&config).await;
     let client = cluster_client().await;
-    let info = client
-        .enqueue(
-            payload(r#"{"do": "nap", "ms": 30000}"#),
-            TaskOptions::default().queue(&q),
-        )
-        .await
-        .unwrap();
+    let mut ids = Vec::new();
+    for n in 0..2 {
+        let info = client
+            .enqueue(
+                payload(&format!(r#"{{"do": "nap", "ms": 30000, "n": {n}}}"#)),
+                TaskOptions::default().queue(&q),
+            )
+            .await
+            .unwrap();
+        ids.push(info.id);
+    }
     let keys = QueueKeys::new(&q);
-    let mut conn = client.broker().conn();
+    let conn = client.broker().conn();
     wait_for(|| async { conn.clone().llen::<_, u64>(keys.active()).await.unwrap() == 1 }).await;
+    let stopping = Instant::now();
     let mut events = worker.stop().await;
-    let event = events.recv().await.unwrap();
-    assert_eq!(
-        (event.id.as_str(), event.disposition),
-        (info.id.as_str(), Disposition::Requeued)
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "shutdown took {:?}",
+        stopping.elapsed()
     );
-    let pending: Vec<String> = conn.lrange(keys.pending(), 0, -1).await.unwrap();
-    assert_eq!(pending, std::slice::from_ref(&info.id));
-    let state: String = conn.hget(keys.task(&info.id), "state").await.unwrap();
-    assert_eq!(state, "pending");
+    let event = events.recv().await.unwrap();
+    assert_eq!(event.disposition, Disposition::Requeued);
+    assert_eq!(event.id, ids[0], "the older task ran first");
+    let mut pending: Vec<String> = conn.clone().lrange(keys.pending(), 0, -1).await.unwrap();
+    pending.sort();
+    ids.sort();
+    assert_eq!(pending, ids, "both tasks are pending again");
+    let active: u64 = conn.clone().llen(keys.active()).await.unwrap();
+    assert_eq!(active, 0);
+    for id in &ids {
+        let state: String = conn.clone().hget(keys.task(id), "state").await.unwrap();
+        assert_eq!(state, "pending");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,12 +17,24 @@ const IDLE_POLL: Duration = Duration::from_secs(1);
 
 pub(crate) async fn run(shared: Arc<Shared>) {
     loop {
+        // Register for the stop signal before looking at the flag, so a
+        // stop between the two is not missed while waiting for a slot.
+        let stop = shared.stop.notified();
+        tokio::pin!(stop);
+        stop.as_mut().enable();
         if shared.is_stopping() {
             return;
         }
-        let Ok(first) = shared.global.clone().acquire_owned().await else {
-            return;
+        let first = tokio::select! {
+            permit = shared.global.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+            _ = &mut stop => return,
         };
+        if shared.is_stopping() {
+            return;
+        }
         // Under load, slots free up one by one; let the other ready tasks
         // (finishing processors) run first, so one claim takes several
         // tasks instead of one round trip per task. An idle worker has all

@@ -106,6 +106,7 @@ pub(crate) struct Shared {
     pub retry_delays: HashMap<String, RetryDelay>,
     pub events: Option<mpsc::UnboundedSender<TaskEvent>>,
     pub stopping: AtomicBool,
+    pub stop: Notify,
     pub work: Notify,
     pub server_id: String,
     pub started: std::time::SystemTime,
@@ -219,6 +220,7 @@ impl Worker {
                 retry_delays,
                 events: None,
                 stopping: AtomicBool::new(false),
+                stop: Notify::new(),
                 work: Notify::new(),
                 server_id: uuid::Uuid::new_v4().to_string(),
                 started: std::time::SystemTime::now(),
@@ -260,6 +262,7 @@ impl Worker {
         shutdown.await;
         tracing::info!("shutting down: no new tasks; waiting for running ones");
         shared.stopping.store(true, Ordering::SeqCst);
+        shared.stop.notify_waiters();
         shared.work.notify_one();
         let _ = dispatcher.await;
         let all = shared.settings.concurrency as u32;
