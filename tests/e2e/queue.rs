@@ -199,6 +199,22 @@ dirs = [{{ host = {:?}, guest = "/images", mode = "rw" }}]
     assert_eq!(results["webhooks:sync"], "webhook 1234 processed");
     assert!(results["images:resize"].contains(r#""width":32,"height":24"#));
     assert!(images.path().join("cat.thumb.png").exists());
+
+    // The worker registered itself where Asynq's tools look.
+    let mut conn = client.broker().conn();
+    let servers: Vec<String> = conn
+        .zrange(wasq::broker::keys::ALL_SERVERS, 0, -1)
+        .await
+        .unwrap();
+    let mine = servers
+        .iter()
+        .find(|key| key.starts_with("asynq:servers:{"))
+        .expect("no server registered in asynq:servers");
+    let raw: Vec<u8> = conn.get(mine).await.unwrap();
+    let info = <wasq::proto::ServerInfo as prost::Message>::decode(raw.as_slice()).unwrap();
+    assert_eq!(info.concurrency, 20);
+    assert_eq!(info.queues.len(), 3);
+    assert_eq!(info.status, "active");
     worker.stop().await;
 
     // `wasq queue ls --cluster` names each queue's slot and the nodes holding it.
@@ -822,4 +838,54 @@ async fn the_worker_waits_for_redis_and_survives_a_restart() {
     );
     let _ = worker.kill();
     let _ = worker.wait();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_task_types_and_timeouts_fail_clearly() {
+    let (q, _config, mut worker, client) = one_queue("unknown", "").await;
+    let unknown = client
+        .enqueue(
+            Task::new("nobody:handles-this", b"{}".to_vec()),
+            TaskOptions::default().queue(&q).max_retry(0),
+        )
+        .await
+        .unwrap();
+    let event = &worker.next(1, Duration::from_secs(10)).await[0];
+    assert_eq!(
+        (event.id.as_str(), event.disposition),
+        (unknown.id.as_str(), Disposition::Archived)
+    );
+    let error = event.error.as_deref().unwrap();
+    assert!(
+        error.contains("no module is registered for task type \"nobody:handles-this\""),
+        "{error}"
+    );
+
+    // The task's own timeout bounds its sandbox time.
+    let slow = client
+        .enqueue(
+            payload(r#"{"do": "nap", "ms": 20000}"#),
+            TaskOptions::default()
+                .queue(&q)
+                .max_retry(0)
+                .timeout(Duration::from_secs(1)),
+        )
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let event = &worker.next(1, Duration::from_secs(10)).await[0];
+    assert_eq!(
+        (event.id.as_str(), event.disposition),
+        (slow.id.as_str(), Disposition::Archived)
+    );
+    assert!(
+        event.error.as_deref().unwrap().contains("timeout"),
+        "{event:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    worker.stop().await;
 }
