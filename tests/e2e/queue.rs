@@ -635,11 +635,14 @@ async fn a_killed_workers_task_is_recovered_after_its_lease_and_completed_by_ano
     let q = unique_queue("killed");
     let config = config(&[(&q, 1, None)], "[worker]\nlease = \"2s\"\n");
     let client = cluster_client().await;
-    let mut victim = std::process::Command::new(wasq_tests::wasq_bin())
-        .args(["worker", "--config", &config.path.display().to_string()])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut victim = wasq_tests::KillOnDrop(
+        std::process::Command::new(wasq_tests::wasq_bin())
+            .args(["worker", "--config", &config.path.display().to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let info = client
         .enqueue(
             payload(r#"{"do": "nap", "ms": 1500}"#),
@@ -650,8 +653,8 @@ async fn a_killed_workers_task_is_recovered_after_its_lease_and_completed_by_ano
     let keys = QueueKeys::new(&q);
     let conn = client.broker().conn();
     wait_for(|| async { conn.clone().llen::<_, u64>(keys.active()).await.unwrap() == 1 }).await;
-    victim.kill().unwrap();
-    victim.wait().unwrap();
+    victim.0.kill().unwrap();
+    victim.0.wait().unwrap();
     let killed_at = Instant::now();
 
     let mut rescuer = RunningWorker::start(&config).await;
@@ -778,24 +781,26 @@ async fn the_worker_waits_for_redis_and_survives_a_restart() {
     body.push_str(GUEST_TYPES);
     let config = TestConfig::new(&body);
     // Redis is not there yet: the worker keeps trying instead of exiting.
-    let mut worker = std::process::Command::new(wasq_tests::wasq_bin())
-        .args([
-            "worker",
-            "--json",
-            "--config",
-            &config.path.display().to_string(),
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut worker = wasq_tests::KillOnDrop(
+        std::process::Command::new(wasq_tests::wasq_bin())
+            .args([
+                "worker",
+                "--json",
+                "--config",
+                &config.path.display().to_string(),
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(
-        worker.try_wait().unwrap().is_none(),
+        worker.0.try_wait().unwrap().is_none(),
         "the worker gave up while Redis was down"
     );
     let mut redis = wasq_tests::redis::RedisServer::start_on(dir.path(), port, false);
-    let lines = std::io::BufRead::lines(std::io::BufReader::new(worker.stdout.take().unwrap()));
+    let lines = std::io::BufRead::lines(std::io::BufReader::new(worker.0.stdout.take().unwrap()));
     let (tx, mut rx) = mpsc::unbounded_channel();
     std::thread::spawn(move || {
         for line in lines.map_while(Result::ok) {
@@ -841,8 +846,6 @@ async fn the_worker_waits_for_redis_and_survives_a_restart() {
         line.contains(&second.id) && line.contains("\"done\""),
         "{line}"
     );
-    let _ = worker.kill();
-    let _ = worker.wait();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

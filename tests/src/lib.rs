@@ -113,3 +113,14 @@ fn uuid_like() -> String {
         (t as u64) ^ (n.wrapping_mul(0x9E37_79B9_7F4A_7C15)) ^ u64::from(std::process::id())
     )
 }
+
+/// A child process killed when dropped, so a failing test leaves no
+/// `wasq worker` behind.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use futures::stream::{self, StreamExt};
 use wasq::broker::Broker;
 use wasq::{Client, Task, TaskOptions};
-use wasq_tests::TestConfig;
 use wasq_tests::redis::RedisCluster;
+use wasq_tests::{KillOnDrop, TestConfig};
 
 const TASKS: usize = 100_000;
 const CALLERS: usize = 50;
@@ -75,7 +75,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     ));
     let config_path = config.path.display().to_string();
     run(&wasq, &["check", "--config", &config_path]);
-    let cpu_before = masters_cpu(&cluster);
+    // The Redis CPU that counts is that of the masters holding the queues.
+    let queue_masters = queue_masters(&cluster, &["bench-one", "bench-batch"]);
+    let cpu_before = masters_cpu(&cluster, &queue_masters);
     let scripts_before = masters_scripts(&cluster);
     let started = Instant::now();
     let mut worker = KillOnDrop(
@@ -99,7 +101,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let drain_secs = started.elapsed().as_secs_f64();
-    let cpu_used = masters_cpu(&cluster) - cpu_before;
+    let cpu_used = masters_cpu(&cluster, &queue_masters) - cpu_before;
     let worker_cpu = cpu_secs(worker.0.id());
     if std::env::var_os("WASQ_BENCH_DEBUG").is_some() {
         for n in cluster
@@ -199,7 +201,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         100.0 * drain / (1.0 / (1.0 / ceiling.0 + 1.0 / ceiling.1))
     );
     println!("  exactly once: {total} processed, 0 failed, 0 left");
-    println!("  redis master CPU per drained task: {cpu_us_per_task:.1} µs");
+    println!(
+        "  redis CPU per drained task on the queues' master ({} node): {cpu_us_per_task:.1} µs",
+        queue_masters.len()
+    );
     println!(
         "  worker CPU per drained task: {:.1} µs; Lua script calls per task: {:.2}",
         worker_cpu * 1e6 / total as f64,
@@ -213,16 +218,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         at(0.99)
     );
     Ok(())
-}
-
-/// A child process killed when the benchmark ends, even by a panic.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn run(bin: &str, args: &[&str]) {
@@ -269,12 +264,30 @@ fn redis_ceiling(port: u16) -> (f64, f64) {
     (rate("LPUSH:"), rate("RPOP:"))
 }
 
-/// used_cpu_sys + used_cpu_user summed over the masters, seconds.
-fn masters_cpu(cluster: &RedisCluster) -> f64 {
+/// Ports of the masters serving these queues (deduplicated).
+fn queue_masters(cluster: &RedisCluster, queues: &[&str]) -> Vec<u16> {
+    let mut ports: Vec<u16> = queues
+        .iter()
+        .map(|q| {
+            let slot: u16 = cluster.nodes[0]
+                .cli(&["CLUSTER", "KEYSLOT", &format!("asynq:{{{q}}}:pending")])
+                .trim()
+                .parse()
+                .expect("a slot");
+            cluster.master_of(slot).port
+        })
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    ports
+}
+
+/// used_cpu_sys + used_cpu_user of the masters on `ports`, seconds.
+fn masters_cpu(cluster: &RedisCluster, ports: &[u16]) -> f64 {
     cluster
         .nodes
         .iter()
-        .filter(|n| n.cli(&["ROLE"]).starts_with("master"))
+        .filter(|n| ports.contains(&n.port))
         .map(|n| {
             n.cli(&["INFO", "cpu"])
                 .lines()
