@@ -809,43 +809,13 @@ async fn the_worker_waits_for_redis_and_survives_a_restart() {
             }
         }
     });
-    let client = Client::connect(&RedisConfig::single(&url)).await.unwrap();
-    let first = client
-        .enqueue(
-            payload(r#"{"do": "ok", "n": 1}"#),
-            TaskOptions::default().queue(&q),
-        )
-        .await
-        .unwrap();
-    let line = tokio::time::timeout(Duration::from_secs(20), rx.recv())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(
-        line.contains(&first.id) && line.contains("\"done\""),
-        "{line}"
-    );
+    enqueue_and_await_done(&url, &q, 1, &mut rx).await;
 
     // Redis restarts (same port, same append-only file): the worker reconnects.
     redis.kill();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let _redis = wasq_tests::redis::RedisServer::start_on(dir.path(), port, false);
-    let client = Client::connect(&RedisConfig::single(&url)).await.unwrap();
-    let second = client
-        .enqueue(
-            payload(r#"{"do": "ok", "n": 2}"#),
-            TaskOptions::default().queue(&q),
-        )
-        .await
-        .unwrap();
-    let line = tokio::time::timeout(Duration::from_secs(30), rx.recv())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(
-        line.contains(&second.id) && line.contains("\"done\""),
-        "{line}"
-    );
+    enqueue_and_await_done(&url, &q, 2, &mut rx).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -896,4 +866,30 @@ async fn unknown_task_types_and_timeouts_fail_clearly() {
         started.elapsed()
     );
     worker.stop().await;
+}
+
+/// Enqueues one task with a fresh client and waits for the worker's JSON
+/// line saying it is done.
+async fn enqueue_and_await_done(
+    url: &str,
+    queue: &str,
+    n: u32,
+    lines: &mut mpsc::UnboundedReceiver<String>,
+) {
+    let client = Client::connect(&RedisConfig::single(url)).await.unwrap();
+    let info = client
+        .enqueue(
+            payload(&format!(r#"{{"do": "ok", "n": {n}}}"#)),
+            TaskOptions::default().queue(queue),
+        )
+        .await
+        .unwrap();
+    let line = tokio::time::timeout(Duration::from_secs(30), lines.recv())
+        .await
+        .expect("the worker reported nothing in time")
+        .unwrap();
+    assert!(
+        line.contains(&info.id) && line.contains("\"done\""),
+        "{line}"
+    );
 }
