@@ -4,21 +4,7 @@ use wasq::runtime::{Invocation, LogSource, Outcome};
 use wasq_tests::TestConfig;
 
 fn config(images: &std::path::Path) -> TestConfig {
-    TestConfig::new(&format!(
-        r#"
-[tasks."notifications:email"]
-module = "{{examples}}/email.wasm"
-
-[tasks."webhooks:sync"]
-module = "{{examples}}/webhook_sync.wasm"
-
-[tasks."images:resize"]
-module = "{{examples}}/image_resize.wasm"
-memory = "256MiB"
-dirs = [{{ host = {images:?}, guest = "/images", mode = "rw" }}]
-"#,
-        images = images.display().to_string()
-    ))
+    TestConfig::new(&wasq_tests::tutorial_task_types(images))
 }
 
 fn result_text(outcome: &Outcome) -> String {

@@ -145,19 +145,7 @@ async fn seed_tutorial_end_to_end_on_the_cluster() {
         ("webhooks", 1, None),
         ("images", 1, None),
     ]));
-    body.push_str(&format!(
-        r#"
-[tasks."notifications:email"]
-module = "{{examples}}/email.wasm"
-[tasks."webhooks:sync"]
-module = "{{examples}}/webhook_sync.wasm"
-[tasks."images:resize"]
-module = "{{examples}}/image_resize.wasm"
-memory = "256MiB"
-dirs = [{{ host = {:?}, guest = "/images", mode = "rw" }}]
-"#,
-        images.path().display().to_string()
-    ));
+    body.push_str(&wasq_tests::tutorial_task_types(images.path()));
     let config = TestConfig::new(&body);
     let mut worker = RunningWorker::start(&config).await;
     let client = cluster_client().await;

@@ -25,6 +25,26 @@ pub fn cache_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasq-test-cache")
 }
 
+/// The seed tutorial's three task types as `[tasks]` TOML, with `images`
+/// granted read-write as `/images` to `images:resize`.
+pub fn tutorial_task_types(images: &Path) -> String {
+    format!(
+        r#"
+[tasks."notifications:email"]
+module = "{{examples}}/email.wasm"
+
+[tasks."webhooks:sync"]
+module = "{{examples}}/webhook_sync.wasm"
+
+[tasks."images:resize"]
+module = "{{examples}}/image_resize.wasm"
+memory = "256MiB"
+dirs = [{{ host = {images:?}, guest = "/images", mode = "rw" }}]
+"#,
+        images = images.display().to_string()
+    )
+}
+
 /// A config file in a fresh temporary directory.
 pub struct TestConfig {
     /// The directory; removed on drop.
