@@ -47,6 +47,21 @@ pub enum BrokerError {
     /// Redis answered something unexpected.
     #[error("unexpected reply from redis: {0}")]
     Protocol(String),
+    /// A durable write reached fewer replicas than required in time: it is
+    /// on the master, but a failover now could lose it.
+    #[error(
+        "not durable: {acked} of {wanted} replicas of queue {queue}'s master confirmed the write within {timeout:?} (it may be lost if the master fails now; retry with the same task id)"
+    )]
+    NotReplicated {
+        /// Queue.
+        queue: String,
+        /// Replicas that confirmed.
+        acked: u32,
+        /// Replicas required (`wait_replicas`).
+        wanted: u32,
+        /// How long it waited.
+        timeout: Duration,
+    },
 }
 
 /// How an enqueue ended.
@@ -99,11 +114,17 @@ pub struct Claimed {
 }
 
 /// The broker: a connection plus the scripts. Cheap to clone.
+///
+/// A broker acts for one lease owner (a worker's server id): the leases it
+/// takes carry that id in the task hash (`lease_owner`), and it only
+/// finishes, fails, requeues or extends tasks whose lease is still its own,
+/// so a worker that lost a lease can never acknowledge another worker's run.
 #[derive(Clone)]
 pub struct Broker {
     conn: Conn,
     config: RedisConfig,
     known_queues: Arc<Mutex<HashSet<String>>>,
+    owner: Arc<str>,
 }
 
 /// Now as Unix seconds.
@@ -133,7 +154,22 @@ impl Broker {
             conn,
             config: config.clone(),
             known_queues: Arc::default(),
+            owner: uuid::Uuid::new_v4().to_string().into(),
         })
+    }
+
+    /// This broker acting for the lease owner `owner` (a worker's server
+    /// id); the connection is shared.
+    pub fn with_owner(&self, owner: &str) -> Self {
+        Self {
+            owner: owner.into(),
+            ..self.clone()
+        }
+    }
+
+    /// The lease owner this broker acts for.
+    pub fn owner(&self) -> &str {
+        &self.owner
     }
 
     /// A new connection for blocking waits (BLPOP), so they never hold up
@@ -205,6 +241,44 @@ impl Broker {
         })
     }
 
+    /// Durable mode (`wait_replicas` > 0): waits until that many replicas of
+    /// `queue`'s master have every write this connection sent it so far
+    /// (Redis `WAIT`, sent to that master). Does nothing when not durable.
+    pub async fn wait_replicated(&self, queue: &str) -> Result<(), BrokerError> {
+        let wanted = self.config.wait_replicas;
+        if wanted == 0 {
+            return Ok(());
+        }
+        let timeout = self.config.wait_timeout();
+        let mut cmd = redis::cmd("WAIT");
+        cmd.arg(wanted).arg(timeout.as_millis() as u64);
+        let acked: u32 = match &self.conn {
+            Conn::Cluster(c) => {
+                use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+                let route = Route::with_key(QueueKeys::new(queue).pending(), SlotAddr::Master);
+                let reply = c
+                    .clone()
+                    .route_command(
+                        cmd,
+                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route)),
+                    )
+                    .await?;
+                redis::from_redis_value(reply)
+                    .map_err(|e| BrokerError::Protocol(format!("WAIT: {e}")))?
+            }
+            Conn::Single(c) => cmd.query_async(&mut c.clone()).await?,
+        };
+        if acked < wanted {
+            return Err(BrokerError::NotReplicated {
+                queue: queue.to_owned(),
+                acked,
+                wanted,
+                timeout,
+            });
+        }
+        Ok(())
+    }
+
     /// Claims up to `n` pending tasks of `queue` with a lease until
     /// `lease_expiry` (Unix seconds). Empty when the queue is empty or
     /// paused.
@@ -224,7 +298,8 @@ impl Broker {
             .key(queue.paused())
             .key(queue.active())
             .key(queue.lease())
-            .arg(lease_expiry);
+            .arg(lease_expiry)
+            .arg(&*self.owner);
         // The tail is the oldest: claim oldest first.
         for id in ids.iter().rev() {
             inv.key(queue.task(id)).arg(id);
@@ -278,7 +353,7 @@ impl Broker {
         } else {
             inv.arg(0).arg("").arg("");
         }
-        inv.arg(stats_expiry());
+        inv.arg(stats_expiry()).arg(&*self.owner);
         let mut conn = self.conn.clone();
         let done: i64 = inv.invoke_async(&mut conn).await?;
         Ok(done == 1)
@@ -299,7 +374,8 @@ impl Broker {
             .key(queue.lease())
             .key(queue.processed_on(&keys::utc_date(now_secs())))
             .key(queue.processed_total())
-            .arg(stats_expiry());
+            .arg(stats_expiry())
+            .arg(&*self.owner);
         for id in ids {
             inv.key(queue.task(id)).arg(id);
         }
@@ -366,7 +442,13 @@ impl Broker {
             .arg(score)
             .arg(if archive { "archived" } else { "retry" })
             .arg(stats_expiry())
-            .arg(recover_at.map(|t| t.to_string()).unwrap_or_default());
+            .arg(recover_at.map(|t| t.to_string()).unwrap_or_default())
+            // Recovering an abandoned task acts on whoever's lease expired.
+            .arg(if recover_at.is_some() {
+                ""
+            } else {
+                &*self.owner
+            });
         let mut conn = self.conn.clone();
         let done: i64 = inv.invoke_async(&mut conn).await?;
         Ok(done == 1)
@@ -381,7 +463,8 @@ impl Broker {
             .key(queue.processed_on(&keys::utc_date(now_secs())))
             .key(queue.processed_total())
             .arg(id)
-            .arg(stats_expiry());
+            .arg(stats_expiry())
+            .arg(&*self.owner);
         let mut conn = self.conn.clone();
         let done: i64 = inv.invoke_async(&mut conn).await?;
         Ok(done == 1)
@@ -396,31 +479,33 @@ impl Broker {
             .key(queue.task(id))
             .key(queue.wake())
             .arg(id)
-            .arg(now_nanos());
+            .arg(now_nanos())
+            .arg(&*self.owner);
         let mut conn = self.conn.clone();
         let done: i64 = inv.invoke_async(&mut conn).await?;
         Ok(done == 1)
     }
 
-    /// Extends the leases of `ids` to `expiry`; ids whose lease is gone
-    /// are not re-added.
+    /// Extends the leases of `ids` to `expiry`. Per id: false when the
+    /// lease is no longer this broker's owner's (it expired and was
+    /// recovered, or another worker holds it); such leases are left alone.
     pub async fn extend_leases(
         &self,
         queue: &QueueKeys,
         ids: &[String],
         expiry: i64,
-    ) -> Result<(), BrokerError> {
+    ) -> Result<Vec<bool>, BrokerError> {
         if ids.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
-        let mut cmd = redis::cmd("ZADD");
-        cmd.arg(queue.lease()).arg("XX");
+        let mut inv = scripts::EXTEND.prepare_invoke();
+        inv.key(queue.lease()).arg(expiry).arg(&*self.owner);
         for id in ids {
-            cmd.arg(expiry).arg(id);
+            inv.key(queue.task(id)).arg(id);
         }
         let mut conn = self.conn.clone();
-        let _: i64 = cmd.query_async(&mut conn).await?;
-        Ok(())
+        let held: Vec<i64> = inv.invoke_async(&mut conn).await?;
+        Ok(held.into_iter().map(|h| h == 1).collect())
     }
 
     /// Moves due scheduled and retry tasks of `queue` to pending; returns

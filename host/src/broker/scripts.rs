@@ -23,3 +23,4 @@ script!(DROP, "scripts/drop.lua");
 script!(REQUEUE, "scripts/requeue.lua");
 script!(FORWARD, "scripts/forward.lua");
 script!(EXPIRE, "scripts/expire.lua");
+script!(EXTEND, "scripts/extend.lua");

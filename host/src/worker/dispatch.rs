@@ -16,6 +16,9 @@ const MAX_BATCH: usize = 64;
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
 pub(crate) async fn run(shared: Arc<Shared>) {
+    // After a failed claim, wait before the next try, doubling up to 5 s
+    // while Redis stays unreachable: no busy loop, no log flood.
+    let mut backoff = Duration::ZERO;
     loop {
         // Register for the stop signal before looking at the flag, so a
         // stop between the two is not missed while waiting for a slot.
@@ -67,15 +70,24 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                 local.merge(l);
             }
             let want = global.num_permits();
+            let leased_at = std::time::Instant::now();
             let claimed = match shared
                 .broker
                 .claim(&queue.keys, want, shared.lease_expiry())
                 .await
             {
-                Ok(c) => c,
+                Ok(c) => {
+                    backoff = Duration::ZERO;
+                    c
+                }
                 Err(e) => {
-                    tracing::warn!(queue = queue.keys.name(), "claiming tasks failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    backoff =
+                        (backoff * 2).clamp(Duration::from_millis(200), Duration::from_secs(5));
+                    tracing::warn!(
+                        queue = queue.keys.name(),
+                        "claiming tasks failed, next try in {backoff:?}: {e}"
+                    );
+                    tokio::time::sleep(backoff).await;
                     Vec::new()
                 }
             };
@@ -88,7 +100,13 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                 let (Some(g), Some(l)) = (global.split(1), local.split(1)) else {
                     unreachable!("claimed more tasks than permits")
                 };
-                tokio::spawn(process::run(shared.clone(), queue.clone(), task, (g, l)));
+                tokio::spawn(process::run(
+                    shared.clone(),
+                    queue.clone(),
+                    task,
+                    leased_at,
+                    (g, l),
+                ));
             }
             break;
         }
@@ -141,7 +159,7 @@ pub(crate) async fn waker(shared: Arc<Shared>, queue: Arc<QueueSlot>) {
             match shared.broker.blocking_conn().await {
                 Ok(c) => conn = Some(c),
                 Err(e) => {
-                    tracing::warn!(queue = queue.keys.name(), "wake connection failed: {e}");
+                    tracing::debug!(queue = queue.keys.name(), "wake connection failed: {e}");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
                 }

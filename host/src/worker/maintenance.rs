@@ -9,32 +9,77 @@ use std::time::{Duration, Instant, SystemTime};
 use prost::Message as _;
 use redis::AsyncCommands as _;
 
-use super::Shared;
+use super::{Fence, Shared};
 use crate::broker::{keys, now_secs};
 use crate::proto::{ServerInfo, TaskMessage, Timestamp, WorkerInfo};
 
+/// Runs three loops side by side, so none waits on another: a heartbeat
+/// held up by a slow Redis does not delay fencing, and a slow upkeep step
+/// does not delay heartbeats.
 pub(crate) async fn run(shared: Arc<Shared>) {
-    let lease = shared.settings.lease.0;
-    let heartbeat_every = (lease / 3).max(Duration::from_millis(200));
-    let upkeep_every = shared.settings.maintenance_interval.0;
-    let mut last_upkeep = Instant::now() - upkeep_every;
-    let mut tick = tokio::time::interval(heartbeat_every.min(upkeep_every));
+    tokio::join!(heartbeats(&shared), upkeeps(&shared), fences(&shared));
+}
+
+async fn heartbeats(shared: &Shared) {
+    let every = (shared.settings.lease.0 / 3).max(Duration::from_millis(200));
+    let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_heartbeat = Instant::now() - heartbeat_every;
     loop {
         tick.tick().await;
-        if last_heartbeat.elapsed() >= heartbeat_every {
-            last_heartbeat = Instant::now();
-            heartbeat(&shared).await;
-        }
-        if last_upkeep.elapsed() >= upkeep_every {
-            last_upkeep = Instant::now();
-            upkeep(&shared).await;
+        heartbeat(shared).await;
+    }
+}
+
+async fn upkeeps(shared: &Shared) {
+    let every = shared.settings.maintenance_interval.0;
+    let mut wait = every;
+    loop {
+        // While Redis fails, upkeep backs off (up to 30 s) and logs once
+        // per try instead of once per queue and step.
+        wait = match upkeep(shared).await {
+            Ok(()) => every,
+            Err(e) => {
+                let next = (wait * 2).min(Duration::from_secs(30));
+                tracing::warn!("queue upkeep failed, next try in {next:?}: {e}");
+                next
+            }
+        };
+        tokio::time::sleep(wait).await;
+    }
+}
+
+async fn fences(shared: &Shared) {
+    let every = (shared.settings.lease.0 / 10).max(Duration::from_millis(50));
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        fence(shared);
+    }
+}
+
+/// Stops the tasks whose lease this worker could not renew in time: once
+/// the lease runs out another worker may recover and start the task, and a
+/// task must never run on two healthy workers at once.
+fn fence(shared: &Shared) {
+    let now = Instant::now();
+    let mut inflight = shared.inflight.lock().unwrap_or_else(|e| e.into_inner());
+    for (queue, tasks) in inflight.iter_mut() {
+        for (id, running) in tasks.iter_mut() {
+            if running.fenced.is_none() && running.held_until <= now {
+                tracing::warn!(
+                    task_id = %id, queue = %queue,
+                    "stopping the task: its lease could not be renewed in time (Redis slow or unreachable)"
+                );
+                running.fenced = Some(Fence::Expiring);
+                running.cancel.cancel();
+            }
         }
     }
 }
 
-/// Extends the leases of this worker's running tasks.
+/// Extends the leases of this worker's running tasks; stops those whose
+/// lease Redis says is no longer this worker's.
 async fn heartbeat(shared: &Shared) {
     let running: Vec<(String, Vec<String>)> = shared
         .inflight
@@ -46,12 +91,35 @@ async fn heartbeat(shared: &Shared) {
         .collect();
     let expiry = shared.lease_expiry();
     for (queue, ids) in &running {
-        if let Err(e) = shared
+        let asked = Instant::now();
+        match shared
             .broker
             .extend_leases(&keys::QueueKeys::new(queue), ids, expiry)
             .await
         {
-            tracing::warn!(queue, "extending leases failed: {e}");
+            Ok(held) => {
+                let trusted = asked + shared.trusted_lease();
+                let mut inflight = shared.inflight.lock().unwrap_or_else(|e| e.into_inner());
+                let Some(tasks) = inflight.get_mut(queue) else {
+                    continue;
+                };
+                for (id, held) in ids.iter().zip(held) {
+                    let Some(running) = tasks.get_mut(id) else {
+                        continue;
+                    };
+                    if held {
+                        running.held_until = running.held_until.max(trusted);
+                    } else if running.fenced.is_none() {
+                        tracing::warn!(
+                            task_id = %id, queue = %queue,
+                            "stopping the task: its lease is no longer this worker's"
+                        );
+                        running.fenced = Some(Fence::Lost);
+                        running.cancel.cancel();
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(queue, "extending leases failed: {e}"),
         }
     }
     if let Err(e) = register(shared, running.iter().map(|(_, ids)| ids.len()).sum()).await {
@@ -139,26 +207,17 @@ pub(crate) async fn deregister(shared: &Shared) {
     let _: Result<i64, _> = conn.del(&workers_key).await;
 }
 
-async fn upkeep(shared: &Shared) {
+async fn upkeep(shared: &Shared) -> Result<(), crate::broker::BrokerError> {
     for queue in &shared.queues {
         let keys = &queue.keys;
-        match shared.broker.forward(keys).await {
-            Ok(n) if n > 0 => {
-                tracing::debug!(queue = keys.name(), moved = n, "forwarded due tasks")
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(queue = keys.name(), "forwarding due tasks failed: {e}"),
+        let moved = shared.broker.forward(keys).await?;
+        if moved > 0 {
+            tracing::debug!(queue = keys.name(), moved, "forwarded due tasks");
         }
-        if let Err(e) = shared.broker.expire_completed(keys).await {
-            tracing::warn!(queue = keys.name(), "expiring completed tasks failed: {e}");
-        }
-        if let Err(e) = recover(shared, keys).await {
-            tracing::warn!(
-                queue = keys.name(),
-                "recovering abandoned tasks failed: {e}"
-            );
-        }
+        shared.broker.expire_completed(keys).await?;
+        recover(shared, keys).await?;
     }
+    Ok(())
 }
 
 /// Tasks whose lease expired belong to a worker that died: retry them (or

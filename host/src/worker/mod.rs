@@ -66,6 +66,9 @@ pub struct TaskEvent {
     pub fuel: u64,
     /// Time in the sandbox, microseconds.
     pub micros: u64,
+    /// When the sandbox run started, Unix milliseconds (0 when it never
+    /// ran); it ended `micros` later.
+    pub started_at_ms: u64,
 }
 
 /// What the worker did with a task.
@@ -95,6 +98,26 @@ pub(crate) struct QueueSlot {
     pub slots: Arc<Semaphore>,
 }
 
+/// A task this worker is running.
+pub(crate) struct Running {
+    pub cancel: CancelToken,
+    /// Until when this worker may go on running the task: the lease it last
+    /// confirmed in Redis, less a safety margin. Past it, the task is
+    /// stopped, since another worker may soon recover and start it.
+    pub held_until: Instant,
+    /// Why the worker stopped the task itself, if it did.
+    pub fenced: Option<Fence>,
+}
+
+/// Why a worker stopped a task whose lease it could not keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fence {
+    /// The lease could not be renewed in time (Redis slow or unreachable).
+    Expiring,
+    /// Redis says the lease is no longer this worker's.
+    Lost,
+}
+
 pub(crate) struct Shared {
     pub broker: Broker,
     pub runtime: Arc<Runtime>,
@@ -102,7 +125,7 @@ pub(crate) struct Shared {
     pub settings: WorkerConfig,
     pub queues: Vec<Arc<QueueSlot>>,
     pub global: Arc<Semaphore>,
-    pub inflight: Mutex<HashMap<String, HashMap<String, CancelToken>>>,
+    pub inflight: Mutex<HashMap<String, HashMap<String, Running>>>,
     pub retry_delays: HashMap<String, RetryDelay>,
     pub events: Option<mpsc::UnboundedSender<TaskEvent>>,
     pub stopping: AtomicBool,
@@ -171,6 +194,8 @@ impl Worker {
         broker: Broker,
     ) -> Result<Self, WorkerError> {
         let settings = config.worker.clone();
+        let server_id = uuid::Uuid::new_v4().to_string();
+        let broker = broker.with_owner(&server_id);
         let mut queue_configs: BTreeMap<String, (u32, Option<usize>)> = config
             .queues
             .iter()
@@ -222,7 +247,7 @@ impl Worker {
                 stopping: AtomicBool::new(false),
                 stop: Notify::new(),
                 work: Notify::new(),
-                server_id: uuid::Uuid::new_v4().to_string(),
+                server_id,
                 started: std::time::SystemTime::now(),
             }),
             sandbox_threads: Some(sandbox_threads),
@@ -277,7 +302,7 @@ impl Worker {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .values()
-                .flat_map(|m| m.values().cloned())
+                .flat_map(|m| m.values().map(|r| r.cancel.clone()))
                 .collect();
             tracing::warn!(
                 tasks = running.len(),
@@ -307,6 +332,14 @@ impl Shared {
 
     pub(crate) fn lease_expiry(&self) -> i64 {
         crate::broker::now_secs() + self.settings.lease.0.as_secs().max(1) as i64
+    }
+
+    /// How long after asking Redis for a lease (or its renewal) this worker
+    /// trusts it: the lease less a fifth, to allow for clock skew between
+    /// workers and for the time the request took.
+    pub(crate) fn trusted_lease(&self) -> Duration {
+        let lease = self.settings.lease.0.max(Duration::from_secs(1));
+        lease - lease / 5
     }
 
     pub(crate) fn is_stopping(&self) -> bool {

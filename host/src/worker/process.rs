@@ -1,12 +1,12 @@
 //! One claimed task: decode, run in the sandbox, write the outcome back.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use prost::Message as _;
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::{Disposition, QueueSlot, Shared, TaskEvent, persist};
+use super::{Disposition, Fence, QueueSlot, Running, Shared, TaskEvent, persist};
 use crate::broker::{Claimed, now_secs};
 use crate::proto::TaskMessage;
 use crate::runtime::{Action, CancelToken, Failure, Invocation, Outcome, TrapCause};
@@ -15,9 +15,10 @@ pub(crate) async fn run(
     shared: Arc<Shared>,
     queue: Arc<QueueSlot>,
     claimed: Claimed,
+    leased_at: Instant,
     permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
 ) {
-    process(&shared, &queue, claimed).await;
+    process(&shared, &queue, claimed, leased_at).await;
     // The queue's slot goes back before the global one: the other way
     // round, a dispatcher woken in between would find this queue still
     // full and skip it, which skews weighted priorities under load.
@@ -27,7 +28,7 @@ pub(crate) async fn run(
     shared.work.notify_one();
 }
 
-async fn process(shared: &Shared, queue: &QueueSlot, claimed: Claimed) {
+async fn process(shared: &Shared, queue: &QueueSlot, claimed: Claimed, leased_at: Instant) {
     let name = queue.keys.name().to_owned();
     let msg = match TaskMessage::decode(claimed.msg.as_slice()) {
         Ok(msg) if !msg.r#type.is_empty() && msg.id == claimed.id => msg,
@@ -57,6 +58,7 @@ async fn process(shared: &Shared, queue: &QueueSlot, claimed: Claimed) {
                 error: Some(error),
                 fuel: 0,
                 micros: 0,
+                started_at_ms: 0,
             });
             return;
         }
@@ -69,7 +71,14 @@ async fn process(shared: &Shared, queue: &QueueSlot, claimed: Claimed) {
         .unwrap_or_else(|e| e.into_inner())
         .entry(name.clone())
         .or_default()
-        .insert(msg.id.clone(), cancel.clone());
+        .insert(
+            msg.id.clone(),
+            Running {
+                cancel: cancel.clone(),
+                held_until: leased_at + shared.trusted_lease(),
+                fenced: None,
+            },
+        );
     let invocation = Invocation {
         id: msg.id.clone(),
         task_type: msg.r#type.clone(),
@@ -87,16 +96,21 @@ async fn process(shared: &Shared, queue: &QueueSlot, claimed: Claimed) {
         cancel: Some(cancel),
     };
     let runtime = shared.runtime.clone();
+    let started_at_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64;
     let execution = shared
         .sandbox
         .spawn(async move { runtime.execute(invocation).await })
         .await;
-    shared
+    let fenced = shared
         .inflight
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .get_mut(&name)
-        .map(|m| m.remove(&msg.id));
+        .and_then(|m| m.remove(&msg.id))
+        .and_then(|r| r.fenced);
 
     let (outcome, fuel, micros) = match execution {
         Ok(run) => (
@@ -123,14 +137,36 @@ async fn process(shared: &Shared, queue: &QueueSlot, claimed: Claimed) {
         error: None,
         fuel,
         micros,
+        started_at_ms,
     };
 
-    let disposition = match &outcome {
+    let cancelled = matches!(
+        &outcome,
         Outcome::Failed {
             failure: Failure::Trap {
-                cause: TrapCause::Cancelled,
-            },
-        } if shared.is_stopping() => {
+                cause: TrapCause::Cancelled
+            }
+        }
+    );
+    let disposition = match &outcome {
+        _ if cancelled && fenced == Some(Fence::Lost) => {
+            event.error = Some("stopped: the lease is no longer this worker's".into());
+            Disposition::LeaseLost
+        }
+        _ if cancelled && fenced == Some(Fence::Expiring) => {
+            // Give it back now rather than wait for the lease to run out;
+            // the script does nothing if another worker recovered it.
+            event.error = Some("stopped: the lease could not be renewed in time".into());
+            match persist("requeueing a task", || {
+                shared.broker.requeue(&queue.keys, &msg.id)
+            })
+            .await
+            {
+                Ok(true) => Disposition::Requeued,
+                _ => Disposition::LeaseLost,
+            }
+        }
+        _ if cancelled && shared.is_stopping() => {
             event.error = Some("interrupted by shutdown".into());
             match persist("requeueing a task", || {
                 shared.broker.requeue(&queue.keys, &msg.id)

@@ -7,21 +7,22 @@
 -- KEYS[2] asynq:{q}:paused
 -- KEYS[3] asynq:{q}:active
 -- KEYS[4] asynq:{q}:lease
--- KEYS[4+i] asynq:{q}:t:<ARGV[1+i]>
+-- KEYS[4+i] asynq:{q}:t:<ARGV[2+i]>
 -- ARGV[1] lease expiry, Unix seconds
--- ARGV[2..] task ids, oldest first
+-- ARGV[2] the claiming worker (its server id), kept as the lease's owner
+-- ARGV[3..] task ids, oldest first
 -- Returns id1, msg1, id2, msg2, ... of the tasks claimed ("" for a lost msg).
 if redis.call("EXISTS", KEYS[2]) == 1 then
   return {}
 end
-local n = #ARGV - 1
+local n = #ARGV - 2
 local taken = {}
 local tail = redis.call("LRANGE", KEYS[1], -n, -1)
 local intact = #tail == n
 if intact then
   for i = 1, n do
     -- The tail lists newest first; ARGV is oldest first.
-    if tail[n + 1 - i] ~= ARGV[1 + i] then
+    if tail[n + 1 - i] ~= ARGV[2 + i] then
       intact = false
       break
     end
@@ -34,7 +35,7 @@ if intact then
   end
 else
   for i = 1, n do
-    if redis.call("LREM", KEYS[1], -1, ARGV[1 + i]) == 1 then
+    if redis.call("LREM", KEYS[1], -1, ARGV[2 + i]) == 1 then
       taken[#taken + 1] = i
     end
   end
@@ -46,12 +47,12 @@ local ids = {}
 local lease = {}
 local out = {}
 for _, i in ipairs(taken) do
-  local id = ARGV[1 + i]
+  local id = ARGV[2 + i]
   local key = KEYS[4 + i]
   ids[#ids + 1] = id
   lease[#lease + 1] = ARGV[1]
   lease[#lease + 1] = id
-  redis.call("HSET", key, "state", "active")
+  redis.call("HSET", key, "state", "active", "lease_owner", ARGV[2])
   redis.call("HDEL", key, "pending_since")
   out[#out + 1] = id
   out[#out + 1] = redis.call("HGET", key, "msg") or ""

@@ -6,6 +6,12 @@
 -- KEYS[5] asynq:{q}:processed
 -- ARGV[1] task id
 -- ARGV[2] daily counter expiry, Unix seconds
+-- ARGV[3] the worker holding the lease (its server id); "" skips the check
+-- Returns 1, or 0 when this worker no longer holds the lease.
+local owner = redis.call("HGET", KEYS[3], "lease_owner")
+if ARGV[3] ~= "" and owner and owner ~= ARGV[3] then
+  return 0
+end
 if redis.call("ZREM", KEYS[2], ARGV[1]) == 0 then
   return 0
 end

@@ -14,7 +14,13 @@
 -- ARGV[5] daily counter expiry, Unix seconds
 -- ARGV[6] "" or, when recovering an abandoned task, the current Unix time:
 --         act only if the lease expired by then
--- Returns 1, or 0 when the lease is gone (or, recovering, still alive).
+-- ARGV[7] the worker holding the lease (its server id); "" skips the check
+-- Returns 1, or 0 when the lease is gone or another worker's (or, recovering,
+-- still alive).
+local owner = redis.call("HGET", KEYS[3], "lease_owner")
+if ARGV[7] ~= "" and owner and owner ~= ARGV[7] then
+  return 0
+end
 local lease = redis.call("ZSCORE", KEYS[2], ARGV[1])
 if not lease then
   return 0
@@ -26,6 +32,7 @@ redis.call("ZREM", KEYS[2], ARGV[1])
 redis.call("LREM", KEYS[1], 0, ARGV[1])
 redis.call("ZADD", KEYS[4], ARGV[3], ARGV[1])
 redis.call("HSET", KEYS[3], "msg", ARGV[2], "state", ARGV[4])
+redis.call("HDEL", KEYS[3], "lease_owner")
 for i = 5, 6 do
   if redis.call("INCR", KEYS[i]) == 1 then
     redis.call("EXPIREAT", KEYS[i], ARGV[5])

@@ -11,7 +11,12 @@
 -- ARGV[3] updated TaskMessage (with completed_at) when kept
 -- ARGV[4] result bytes when kept
 -- ARGV[5] daily counter expiry, Unix seconds
+-- ARGV[6] the worker holding the lease (its server id); "" skips the check
 -- Returns 1, or 0 when this worker no longer holds the lease.
+local owner = redis.call("HGET", KEYS[3], "lease_owner")
+if ARGV[6] ~= "" and owner and owner ~= ARGV[6] then
+  return 0
+end
 if redis.call("ZREM", KEYS[2], ARGV[1]) == 0 then
   return 0
 end
@@ -21,6 +26,7 @@ if ARGV[2] == "0" then
 else
   redis.call("ZADD", KEYS[4], ARGV[2], ARGV[1])
   redis.call("HSET", KEYS[3], "msg", ARGV[3], "state", "completed", "result", ARGV[4])
+  redis.call("HDEL", KEYS[3], "lease_owner")
 end
 if KEYS[7] and redis.call("GET", KEYS[7]) == ARGV[1] then
   redis.call("DEL", KEYS[7])

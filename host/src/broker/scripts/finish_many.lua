@@ -4,28 +4,25 @@
 -- KEYS[2] asynq:{q}:lease
 -- KEYS[3] asynq:{q}:processed:<date>
 -- KEYS[4] asynq:{q}:processed
--- KEYS[4+i] asynq:{q}:t:<ARGV[1+i]>
+-- KEYS[4+i] asynq:{q}:t:<ARGV[2+i]>
 -- ARGV[1] daily counter expiry, Unix seconds
--- ARGV[2..] task ids
--- Returns, per id, 1 when acknowledged or 0 when its lease was gone.
-local n = #ARGV - 1
+-- ARGV[2] the acknowledging worker (its server id)
+-- ARGV[3..] task ids
+-- Returns, per id, 1 when acknowledged or 0 when this worker no longer
+-- holds the lease (it expired and was recovered, or another worker holds it).
+local n = #ARGV - 2
 local out = {}
-local ids = {}
 local keys = {}
-local all = redis.call("ZREM", KEYS[2], unpack(ARGV, 2)) == n
 for i = 1, n do
-  -- When some leases were gone, tell which: those ids are no longer active.
-  local held = all or redis.call("LPOS", KEYS[1], ARGV[1 + i]) ~= false
-  if held then
+  local id = ARGV[2 + i]
+  local owner = redis.call("HGET", KEYS[4 + i], "lease_owner")
+  if (owner == false or owner == ARGV[2]) and redis.call("ZREM", KEYS[2], id) == 1 then
     out[i] = 1
-    ids[#ids + 1] = ARGV[1 + i]
+    redis.call("LREM", KEYS[1], -1, id)
     keys[#keys + 1] = KEYS[4 + i]
   else
     out[i] = 0
   end
-end
-for _, id in ipairs(ids) do
-  redis.call("LREM", KEYS[1], -1, id)
 end
 if #keys > 0 then
   redis.call("DEL", unpack(keys))

@@ -7,12 +7,19 @@
 -- KEYS[5] asynq:{q}:wake
 -- ARGV[1] task id
 -- ARGV[2] now, Unix nanoseconds
+-- ARGV[3] the worker holding the lease (its server id); "" skips the check
+-- Returns 1, or 0 when this worker no longer holds the lease.
+local owner = redis.call("HGET", KEYS[4], "lease_owner")
+if ARGV[3] ~= "" and owner and owner ~= ARGV[3] then
+  return 0
+end
 if redis.call("ZREM", KEYS[2], ARGV[1]) == 0 then
   return 0
 end
 redis.call("LREM", KEYS[1], 0, ARGV[1])
 redis.call("RPUSH", KEYS[3], ARGV[1])
 redis.call("HSET", KEYS[4], "state", "pending", "pending_since", ARGV[2])
+redis.call("HDEL", KEYS[4], "lease_owner")
 redis.call("LPUSH", KEYS[5], "1")
 redis.call("LTRIM", KEYS[5], 0, 0)
 return 1
