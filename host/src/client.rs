@@ -25,6 +25,8 @@
 //! # Ok(()) }
 //! ```
 
+use std::collections::BTreeSet;
+
 use futures::future::join_all;
 
 use crate::broker::{Broker, BrokerError, Enqueued, RedisConfig};
@@ -55,28 +57,67 @@ pub enum EnqueueError {
     /// The task or its options are invalid.
     #[error("invalid task: {0}")]
     Invalid(String),
+    /// The payload is larger than the client accepts.
+    #[error(
+        "payload too large: {size} bytes, the limit is {limit} bytes (raise it with Client::max_payload and the task type's max_payload)"
+    )]
+    PayloadTooLarge {
+        /// Payload size.
+        size: usize,
+        /// The client's limit.
+        limit: usize,
+    },
+    /// Durable mode: the task was written but not confirmed by enough
+    /// replicas; enqueue it again with the same task id (a conflict then
+    /// means it survived).
+    #[error("task {id} in queue {queue} is not confirmed durable: {reason}")]
+    NotDurable {
+        /// Task id.
+        id: String,
+        /// Queue.
+        queue: String,
+        /// What WAIT reported.
+        reason: String,
+    },
     /// Redis failed.
     #[error(transparent)]
     Broker(#[from] BrokerError),
 }
 
+/// The largest payload a client accepts by default (1 MiB, the sandbox's
+/// default limit too).
+pub const DEFAULT_MAX_PAYLOAD: usize = 1 << 20;
+
+/// The longest task id, task type or queue name accepted, in bytes.
+pub const MAX_NAME_LEN: usize = 256;
+
 /// Enqueues tasks. Cheap to clone; share one per process.
 #[derive(Clone)]
 pub struct Client {
     broker: Broker,
+    max_payload: usize,
 }
 
 impl Client {
     /// Connects to the cluster or single Redis in `config`.
     pub async fn connect(config: &RedisConfig) -> Result<Self, BrokerError> {
-        Ok(Self {
-            broker: Broker::connect(config).await?,
-        })
+        Ok(Self::from_broker(Broker::connect(config).await?))
     }
 
     /// A client over an existing broker connection.
     pub fn from_broker(broker: Broker) -> Self {
-        Self { broker }
+        Self {
+            broker,
+            max_payload: DEFAULT_MAX_PAYLOAD,
+        }
+    }
+
+    /// Refuses payloads larger than `bytes` (default
+    /// [`DEFAULT_MAX_PAYLOAD`]); keep it at or below the task types'
+    /// `max_payload`, or workers will fail such tasks.
+    pub fn max_payload(mut self, bytes: usize) -> Self {
+        self.max_payload = bytes;
+        self
     }
 
     /// The broker underneath.
@@ -84,22 +125,84 @@ impl Client {
         &self.broker
     }
 
-    /// Enqueues one task.
+    /// Enqueues one task. In durable mode (`wait_replicas` in the
+    /// [`RedisConfig`]) it returns once the queue's replicas have it.
     pub async fn enqueue(
         &self,
         task: Task,
         options: TaskOptions,
     ) -> Result<TaskInfo, EnqueueError> {
-        if task.task_type.is_empty() {
-            return Err(EnqueueError::Invalid("task type is empty".into()));
+        let info = self.write(task, options).await?;
+        self.broker
+            .wait_replicated(&info.queue)
+            .await
+            .map_err(|e| not_durable(&info, &e))?;
+        Ok(info)
+    }
+
+    /// Enqueues many tasks; requests go out together and are pipelined on
+    /// each node's connection. Results are in input order. In durable mode
+    /// one `WAIT` per queue confirms the whole batch.
+    pub async fn enqueue_batch(
+        &self,
+        tasks: Vec<(Task, TaskOptions)>,
+    ) -> Vec<Result<TaskInfo, EnqueueError>> {
+        let mut results =
+            join_all(tasks.into_iter().map(|(task, opts)| self.write(task, opts))).await;
+        let queues: BTreeSet<String> = results
+            .iter()
+            .filter_map(|r| r.as_ref().ok().map(|info| info.queue.clone()))
+            .collect();
+        for queue in queues {
+            if let Err(e) = self.broker.wait_replicated(&queue).await {
+                for result in &mut results {
+                    if let Ok(info) = result
+                        && info.queue == queue
+                    {
+                        *result = Err(not_durable(info, &e));
+                    }
+                }
+            }
         }
-        if options.queue.as_deref() == Some("") {
-            return Err(EnqueueError::Invalid("queue name is empty".into()));
+        results
+    }
+
+    /// Checks and writes one task, without waiting for replicas.
+    async fn write(&self, task: Task, options: TaskOptions) -> Result<TaskInfo, EnqueueError> {
+        check_name("task type", &task.task_type)?;
+        if let Some(queue) = &options.queue {
+            check_queue_name(queue)?;
+        }
+        if let Some(id) = &options.task_id {
+            check_name("task id", id)?;
+        }
+        if task.payload.len() > self.max_payload {
+            return Err(EnqueueError::PayloadTooLarge {
+                size: task.payload.len(),
+                limit: self.max_payload,
+            });
         }
         let msg = task::message(&task, &options);
         let at = task::process_at(&options);
         let unique = options.unique.map(|ttl| ttl.as_secs().max(1));
-        match self.broker.enqueue(&msg, at, unique).await? {
+        // A dropped connection (Redis restarted, a failover) is retried a
+        // few times; if an earlier try did land, the retry finds the task's
+        // id taken by itself, which is a success.
+        let mut tries = 0;
+        let outcome = loop {
+            tries += 1;
+            match self.broker.enqueue(&msg, at, unique).await {
+                Err(BrokerError::Redis(e)) if tries < 4 && is_transient(&e) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(100 << tries)).await;
+                }
+                // (Only for ids made here: a caller's own id may be taken by another task.)
+                Ok(Enqueued::IdConflict) if tries > 1 && options.task_id.is_none() => {
+                    break Enqueued::Ok;
+                }
+                other => break other?,
+            }
+        };
+        match outcome {
             Enqueued::Ok => Ok(TaskInfo {
                 id: msg.id,
                 queue: msg.queue,
@@ -122,18 +225,54 @@ impl Client {
             }),
         }
     }
+}
 
-    /// Enqueues many tasks; requests go out together and are pipelined on
-    /// each node's connection. Results are in input order.
-    pub async fn enqueue_batch(
-        &self,
-        tasks: Vec<(Task, TaskOptions)>,
-    ) -> Vec<Result<TaskInfo, EnqueueError>> {
-        join_all(
-            tasks
-                .into_iter()
-                .map(|(task, opts)| self.enqueue(task, opts)),
-        )
-        .await
+/// Errors after which the same request may succeed on a new connection.
+fn is_transient(e: &redis::RedisError) -> bool {
+    e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout()
+}
+
+fn not_durable(info: &TaskInfo, e: &BrokerError) -> EnqueueError {
+    EnqueueError::NotDurable {
+        id: info.id.clone(),
+        queue: info.queue.clone(),
+        reason: e.to_string(),
     }
+}
+
+/// A task type or task id: not empty, not too long, no control characters.
+fn check_name(what: &str, name: &str) -> Result<(), EnqueueError> {
+    if name.is_empty() {
+        return Err(EnqueueError::Invalid(format!("{what} is empty")));
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(EnqueueError::Invalid(format!(
+            "{what} is {} bytes long; the limit is {MAX_NAME_LEN}",
+            name.len()
+        )));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(EnqueueError::Invalid(format!(
+            "{what} {name:?} contains control characters"
+        )));
+    }
+    Ok(())
+}
+
+/// A queue name: as [`check_name`], and without braces or whitespace,
+/// since the name becomes the `{queue}` hash tag of every key.
+///
+/// ```
+/// assert!(wasq::client::check_queue_name("images").is_ok());
+/// assert!(wasq::client::check_queue_name("a{b}").is_err());
+/// assert!(wasq::client::check_queue_name("").is_err());
+/// ```
+pub fn check_queue_name(name: &str) -> Result<(), EnqueueError> {
+    check_name("queue name", name)?;
+    if name.contains(['{', '}']) || name.chars().any(char::is_whitespace) {
+        return Err(EnqueueError::Invalid(format!(
+            "queue name {name:?} may not contain braces or whitespace (it becomes the key hash tag {{{name}}})"
+        )));
+    }
+    Ok(())
 }

@@ -4,6 +4,8 @@
 
 mod cli;
 mod examples;
+mod faults;
 mod queue;
 mod sandbox;
 mod startup;
+mod support;

@@ -5,127 +5,14 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use redis::AsyncCommands as _;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use wasq::broker::{Broker, QueueKeys};
-use wasq::worker::{Disposition, TaskEvent, Worker};
+use wasq::worker::Disposition;
 use wasq::{Client, EnqueueError, RedisConfig, Task, TaskOptions, TaskState};
 use wasq_tests::redis::{shared_cluster, shared_single};
 use wasq_tests::{TestConfig, run_wasq, unique_queue};
 
-/// A worker running in this process.
-struct RunningWorker {
-    stop: Option<oneshot::Sender<()>>,
-    events: mpsc::UnboundedReceiver<TaskEvent>,
-    handle: tokio::task::JoinHandle<()>,
-}
-
-impl RunningWorker {
-    async fn start(config: &TestConfig) -> Self {
-        let cfg = wasq::config::Config::load(&config.path).unwrap();
-        let runtime = tokio::task::spawn_blocking(move || {
-            let runtime = wasq::runtime::Runtime::load(&cfg).unwrap();
-            (cfg, runtime)
-        })
-        .await
-        .unwrap();
-        let (cfg, runtime) = runtime;
-        let mut worker = Worker::new(&cfg, runtime).await.unwrap();
-        let events = worker.events();
-        let (tx, rx) = oneshot::channel();
-        let handle = tokio::spawn(async move {
-            worker
-                .run(async {
-                    let _ = rx.await;
-                })
-                .await
-                .unwrap();
-        });
-        Self {
-            stop: Some(tx),
-            events,
-            handle,
-        }
-    }
-
-    /// The next `n` events, or a panic after `within`.
-    async fn next(&mut self, n: usize, within: Duration) -> Vec<TaskEvent> {
-        let mut out = Vec::new();
-        let deadline = Instant::now() + within;
-        while out.len() < n {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match tokio::time::timeout(left, self.events.recv()).await {
-                Ok(Some(e)) => out.push(e),
-                _ => panic!("expected {n} events within {within:?}, got {out:#?}"),
-            }
-        }
-        out
-    }
-
-    /// Asserts nothing happens for `for_`.
-    async fn quiet(&mut self, for_: Duration) {
-        if let Ok(Some(e)) = tokio::time::timeout(for_, self.events.recv()).await {
-            panic!("expected no task event, got {e:?}");
-        }
-    }
-
-    async fn stop(mut self) -> mpsc::UnboundedReceiver<TaskEvent> {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(Duration::from_secs(30), self.handle)
-            .await
-            .expect("worker stops in time")
-            .unwrap();
-        self.events
-    }
-}
-
-/// A worker config on the shared cluster with the test guests registered.
-fn config(queues: &[(&str, u32, Option<usize>)], extra: &str) -> TestConfig {
-    let mut body = shared_cluster().toml();
-    body.push_str(&queue_sections(queues));
-    body.push_str(extra);
-    body.push_str(GUEST_TYPES);
-    TestConfig::new(&body)
-}
-
-fn queue_sections(queues: &[(&str, u32, Option<usize>)]) -> String {
-    let mut body = String::new();
-    for (name, priority, cap) in queues {
-        body.push_str(&format!("\n[queues.{name:?}]\npriority = {priority}\n"));
-        if let Some(cap) = cap {
-            body.push_str(&format!("concurrency = {cap}\n"));
-        }
-    }
-    body
-}
-
-const GUEST_TYPES: &str = r#"
-[tasks.bad]
-module = "{guests}/misbehave.wasm"
-fuel = "unlimited"
-timeout = "60s"
-retry_delay = "1s"
-
-[tasks.noop]
-module = "{examples}/noop.wasm"
-"#;
-
-/// A fresh queue on the shared cluster, a worker consuming it, a client.
-async fn one_queue(prefix: &str, extra: &str) -> (String, TestConfig, RunningWorker, Client) {
-    let q = unique_queue(prefix);
-    let config = config(&[(&q, 1, None)], extra);
-    let worker = RunningWorker::start(&config).await;
-    (q, config, worker, cluster_client().await)
-}
-
-async fn cluster_client() -> Client {
-    Client::connect(&shared_cluster().redis_config())
-        .await
-        .unwrap()
-}
-
-fn payload(json: &str) -> Task {
-    Task::new("bad", json.as_bytes().to_vec())
-}
+use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_tutorial_end_to_end_on_the_cluster() {
@@ -744,18 +631,6 @@ async fn a_single_redis_works_the_same() {
     let broker = Broker::connect(&RedisConfig::single(&url)).await.unwrap();
     assert!(broker.locate(&q).await.unwrap().is_none());
     worker.stop().await;
-}
-
-async fn wait_for<F, Fut>(mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !check().await {
-        assert!(Instant::now() < deadline, "condition not met in time");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -58,10 +58,15 @@ impl TestConfig {
     /// cache and keeps the pool small. `{examples}` and `{guests}` in
     /// `body` are replaced by the directories of the built guests.
     pub fn new(body: &str) -> Self {
+        Self::with_sandboxes(body, 32)
+    }
+
+    /// Like [`new`](Self::new) with room for `max_sandboxes` tasks at once.
+    pub fn with_sandboxes(body: &str, max_sandboxes: usize) -> Self {
         let dir = tempfile::tempdir().expect("creating a temp dir");
         let path = dir.path().join("wasq.toml");
         let text = format!(
-            "[runtime]\ncache_dir = {:?}\nmax_sandboxes = 32\n\n{}",
+            "[runtime]\ncache_dir = {:?}\nmax_sandboxes = {max_sandboxes}\n\n{}",
             cache_dir().display().to_string(),
             body.replace("{examples}", env!("WASQ_EXAMPLES_DIR"))
                 .replace("{guests}", env!("WASQ_GUESTS_DIR"))

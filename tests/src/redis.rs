@@ -83,7 +83,7 @@ impl RedisServer {
         );
         if cluster {
             conf.push_str(
-                "cluster-enabled yes\ncluster-config-file nodes.conf\ncluster-node-timeout 2000\n",
+                "cluster-enabled yes\ncluster-config-file nodes.conf\ncluster-node-timeout 2000\nrepl-diskless-sync-delay 0\n",
             );
         }
         std::fs::write(dir.join("redis.conf"), conf).unwrap();
@@ -132,6 +132,25 @@ impl RedisServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+
+    /// Starts the server again with its config and data (after [`kill`](Self::kill)).
+    pub fn restart(&mut self) {
+        self.kill();
+        let child = Command::new("redis-server")
+            .arg(self.dir.join("redis.conf"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("restarting redis-server");
+        track(&child);
+        self.child = child;
+        self.wait_until(|out| out.trim() == "PONG", &["PING"]);
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 impl Drop for RedisServer {
@@ -145,6 +164,7 @@ pub struct RedisCluster {
     /// Every node, masters and replicas.
     pub nodes: Vec<RedisServer>,
     _dir: tempfile::TempDir,
+    replicas: usize,
 }
 
 impl RedisCluster {
@@ -168,21 +188,82 @@ impl RedisCluster {
             "cluster create failed: {}",
             String::from_utf8_lossy(&out.stdout)
         );
-        let cluster = Self { nodes, _dir: dir };
-        let want_replicas = masters * replicas;
-        for node in &cluster.nodes {
+        let cluster = Self {
+            nodes,
+            _dir: dir,
+            replicas: masters * replicas,
+        };
+        cluster.wait_healthy();
+        cluster
+    }
+
+    /// Waits until every node reports `cluster_state:ok` and every replica
+    /// is attached and connected (after a start, or a failover and the old
+    /// master's return as a replica).
+    pub fn wait_healthy(&self) {
+        for node in &self.nodes {
             node.wait_until(|out| out.contains("cluster_state:ok"), &["CLUSTER", "INFO"]);
         }
-        cluster.nodes[0].wait_until(
-            |out| {
-                out.lines()
-                    .filter(|l| l.contains("slave") && l.contains("connected"))
-                    .count()
-                    == want_replicas
-            },
-            &["CLUSTER", "NODES"],
-        );
-        cluster
+        for node in &self.nodes {
+            node.wait_until(
+                |out| {
+                    out.lines()
+                        .filter(|l| l.contains("slave") && l.contains("connected"))
+                        .filter(|l| !l.contains("fail"))
+                        .count()
+                        == self.replicas
+                },
+                &["CLUSTER", "NODES"],
+            );
+        }
+        // A replica that has not finished its first sync cannot take over.
+        for node in &self.nodes {
+            node.wait_until(
+                |out| out.contains("role:master") || out.contains("master_link_status:up"),
+                &["INFO", "replication"],
+            );
+        }
+    }
+
+    /// The key slot of `key`.
+    pub fn slot_of(&self, key: &str) -> u16 {
+        self.nodes[0]
+            .cli(&["CLUSTER", "KEYSLOT", key])
+            .trim()
+            .parse()
+            .expect("CLUSTER KEYSLOT answers a number")
+    }
+
+    /// The index of the master serving `slot` now, if one does (none while a
+    /// failed master's slots wait for a replica to take over).
+    pub fn serving_master(&self, slot: u16) -> Option<usize> {
+        let nodes = self
+            .nodes
+            .iter()
+            .map(|n| n.cli(&["CLUSTER", "NODES"]))
+            .find(|out| out.contains("myself"))?;
+        for line in nodes.lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() > 8 && f[2].contains("master") && !f[2].contains("fail") {
+                for range in &f[8..] {
+                    let (a, b) = range.split_once('-').unwrap_or((range, range));
+                    if let (Ok(a), Ok(b)) = (a.parse::<u16>(), b.parse::<u16>())
+                        && a <= slot
+                        && slot <= b
+                    {
+                        let addr = f[1].split('@').next().unwrap();
+                        return self.nodes.iter().position(|n| n.addr() == addr);
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// The index in [`nodes`](Self::nodes) of the master serving `slot`.
+    pub fn master_index_of(&self, slot: u16) -> usize {
+        let master = self.master_of(slot).addr();
+        self.nodes.iter().position(|n| n.addr() == master).unwrap()
     }
 
     /// Seed addresses.
@@ -203,13 +284,20 @@ impl RedisCluster {
 
     /// The node (by address) serving `slot` as master.
     pub fn master_of(&self, slot: u16) -> &RedisServer {
-        let nodes = self.nodes[0].cli(&["CLUSTER", "NODES"]);
+        // Ask a node that is up (the old master may be down after a failover).
+        let nodes = self
+            .nodes
+            .iter()
+            .map(|n| n.cli(&["CLUSTER", "NODES"]))
+            .find(|out| out.contains("myself"))
+            .expect("some node answers");
         for line in nodes.lines() {
             let f: Vec<&str> = line.split_whitespace().collect();
             if f.len() > 8 && f[2].contains("master") {
                 for range in &f[8..] {
                     let (a, b) = range.split_once('-').unwrap_or((range, range));
                     if let (Ok(a), Ok(b)) = (a.parse::<u16>(), b.parse::<u16>())
+                        && !f[2].contains("fail")
                         && a <= slot
                         && slot <= b
                     {

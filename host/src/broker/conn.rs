@@ -22,6 +22,9 @@ use serde::Deserialize;
 /// # username = "default"
 /// # password = "secret"
 /// # tls = false
+/// # Durable enqueues: wait until a replica has each task (Redis WAIT).
+/// # wait_replicas = 1
+/// # wait_timeout = "1s"
 /// ```
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -38,6 +41,16 @@ pub struct RedisConfig {
     /// Use TLS for cluster nodes (for a URL, use `rediss://`).
     #[serde(default)]
     pub tls: bool,
+    /// Durable enqueues: after writing tasks, wait until this many replicas
+    /// of the queue's master have them (Redis `WAIT`), so a failover right
+    /// after an enqueue cannot lose it. 0 (the default) does not wait:
+    /// Redis replicates asynchronously, and a master that dies may take
+    /// its last writes with it.
+    #[serde(default)]
+    pub wait_replicas: u32,
+    /// How long a durable enqueue waits for its replicas (default 1s);
+    /// past it the enqueue fails with [`NotReplicated`](crate::broker::BrokerError::NotReplicated).
+    pub wait_timeout: Option<crate::config::HumanDuration>,
 }
 
 impl RedisConfig {
@@ -55,6 +68,27 @@ impl RedisConfig {
             cluster: nodes.iter().map(|n| n.as_ref().to_owned()).collect(),
             ..Self::default()
         }
+    }
+
+    /// Durable enqueues: wait for `replicas` replicas (at most `timeout`).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let config = wasq::RedisConfig::single("redis://127.0.0.1:6379")
+    ///     .durable(1, Duration::from_secs(1));
+    /// assert_eq!(config.wait_replicas, 1);
+    /// ```
+    pub fn durable(mut self, replicas: u32, timeout: Duration) -> Self {
+        self.wait_replicas = replicas;
+        self.wait_timeout = Some(crate::config::HumanDuration(timeout));
+        self
+    }
+
+    /// How long a durable enqueue waits for its replicas.
+    pub fn wait_timeout(&self) -> Duration {
+        self.wait_timeout
+            .map_or(Duration::from_secs(1), |t| t.0)
+            .max(Duration::from_millis(1))
     }
 
     /// True when this names a cluster.
@@ -151,7 +185,9 @@ impl Conn {
                 })?;
                 let manager_config = redis::aio::ConnectionManagerConfig::new()
                     .set_response_timeout(Some(response_timeout))
-                    .set_connection_timeout(Some(Duration::from_secs(2)));
+                    .set_connection_timeout(Some(Duration::from_secs(2)))
+                    // Callers retry connecting with their own backoff.
+                    .set_number_of_retries(1);
                 let conn = client
                     .get_connection_manager_with_config(manager_config)
                     .await

@@ -70,7 +70,16 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     opts.process_at = args
         .process_at
         .or(args.process_in.map(|d| std::time::SystemTime::now() + d));
-    let client = Client::from_broker(args.redis.connect().await?);
+    // The task type's payload limit from the config, when there is one, so
+    // the client refuses what the worker would refuse.
+    let limit = args
+        .redis
+        .config_file()?
+        .and_then(|config| config.limits_of(&args.task_type))
+        .map_or(wasq::client::DEFAULT_MAX_PAYLOAD, |l| {
+            l.max_payload as usize
+        });
+    let client = Client::from_broker(args.redis.connect().await?).max_payload(limit);
     let info = client
         .enqueue(Task::new(&args.task_type, payload), opts)
         .await?;

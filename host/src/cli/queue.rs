@@ -80,14 +80,34 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Pause { redis, queue } => {
-            redis.connect().await?.pause(&queue).await?;
+            let broker = redis.connect().await?;
+            known_queue(&broker, &queue).await?;
+            broker.pause(&queue).await?;
             println!("queue {queue} paused");
             Ok(ExitCode::SUCCESS)
         }
         Command::Resume { redis, queue } => {
-            redis.connect().await?.resume(&queue).await?;
+            let broker = redis.connect().await?;
+            known_queue(&broker, &queue).await?;
+            broker.resume(&queue).await?;
             println!("queue {queue} resumed");
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Fails with the known queues when `queue` is not one of them.
+async fn known_queue(broker: &wasq::broker::Broker, queue: &str) -> anyhow::Result<()> {
+    let queues = broker.queues().await?;
+    if queues.iter().any(|q| q == queue) {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "no queue named {queue:?}; known queues: {}",
+        if queues.is_empty() {
+            "none".to_owned()
+        } else {
+            queues.join(", ")
+        }
+    )
 }

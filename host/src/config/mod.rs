@@ -428,6 +428,13 @@ impl Config {
             ));
         }
         for (name, queue) in &self.queues {
+            if let Err(e) = crate::client::check_queue_name(name) {
+                return Err(self.invalid_near(
+                    name,
+                    format!("queues.{}", toml_key(name)),
+                    e.to_string(),
+                ));
+            }
             if queue.concurrency == Some(0) {
                 return Err(self.invalid_near(
                     "concurrency",
