@@ -2,9 +2,11 @@
 //! `tests/guests/`, run through the wasq runtime and the `wasq` binary.
 //! One test binary (see `Cargo.toml`), a module per area.
 
+mod badinput;
 mod cli;
 mod examples;
 mod faults;
+mod hostile;
 mod queue;
 mod sandbox;
 mod startup;
