@@ -15,6 +15,7 @@
 //! in KEYS, and they re-check each id inside the script.
 
 mod conn;
+mod inspect;
 pub mod keys;
 mod scripts;
 mod topology;
@@ -27,10 +28,17 @@ use prost::Message as _;
 use redis::AsyncCommands as _;
 
 pub use conn::{Conn, ConnectError, RedisConfig};
+pub use inspect::{CANCEL_CHANNEL, DayStats, Move, ServerEntry, StoredTask};
 pub use keys::QueueKeys;
 pub use topology::{ClusterNode, QueueLocation};
 
 use crate::proto::TaskMessage;
+
+/// Ids one forward or expire script call takes.
+pub const SCAN_BATCH: usize = 200;
+/// Most tasks one forward or expire pass moves, so one queue's backlog
+/// does not hold up the others' upkeep.
+pub const SCAN_LIMIT: u64 = 20_000;
 
 /// How long daily counters are kept.
 const STATS_TTL_SECS: i64 = 90 * 24 * 3600;
@@ -47,6 +55,9 @@ pub enum BrokerError {
     /// Redis answered something unexpected.
     #[error("unexpected reply from redis: {0}")]
     Protocol(String),
+    /// The operation is not allowed on these tasks.
+    #[error("{0}")]
+    Refused(String),
     /// A durable write reached fewer replicas than required in time: it is
     /// on the master, but a failover now could lose it.
     #[error(
@@ -135,7 +146,7 @@ pub fn now_secs() -> i64 {
         .as_secs() as i64
 }
 
-fn now_nanos() -> i64 {
+pub(crate) fn now_nanos() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
@@ -176,6 +187,11 @@ impl Broker {
     /// the shared one.
     pub async fn blocking_conn(&self) -> Result<Conn, BrokerError> {
         Ok(Conn::connect(&self.config, Duration::from_secs(30)).await?)
+    }
+
+    /// A pub/sub connection (for cancellations).
+    pub async fn pubsub(&self) -> Result<redis::aio::PubSub, BrokerError> {
+        Ok(self.config.pubsub().await?)
     }
 
     /// The shared connection, for commands not covered here.
@@ -508,48 +524,64 @@ impl Broker {
         Ok(held.into_iter().map(|h| h == 1).collect())
     }
 
-    /// Moves due scheduled and retry tasks of `queue` to pending; returns
-    /// how many moved.
+    /// Moves due scheduled and retry tasks of `queue` to pending, in
+    /// batches of [`SCAN_BATCH`] until none is due (or [`SCAN_LIMIT`] moved);
+    /// returns how many moved.
     pub async fn forward(&self, queue: &QueueKeys) -> Result<u64, BrokerError> {
         let now = now_secs();
         let mut moved = 0;
         for set in [queue.scheduled(), queue.retry()] {
             let mut conn = self.conn.clone();
-            let ids: Vec<String> = conn.zrangebyscore_limit(&set, "-inf", now, 0, 100).await?;
-            if ids.is_empty() {
-                continue;
+            loop {
+                let ids: Vec<String> = conn
+                    .zrangebyscore_limit(&set, "-inf", now, 0, SCAN_BATCH as isize)
+                    .await?;
+                if ids.is_empty() {
+                    break;
+                }
+                let mut inv = scripts::FORWARD.prepare_invoke();
+                inv.key(&set)
+                    .key(queue.pending())
+                    .key(queue.wake())
+                    .arg(now)
+                    .arg(now_nanos());
+                for id in &ids {
+                    inv.key(queue.task(id)).arg(id);
+                }
+                let n: u64 = inv.invoke_async(&mut conn).await?;
+                moved += n;
+                if ids.len() < SCAN_BATCH || n == 0 || moved >= SCAN_LIMIT {
+                    break;
+                }
             }
-            let mut inv = scripts::FORWARD.prepare_invoke();
-            inv.key(&set)
-                .key(queue.pending())
-                .key(queue.wake())
-                .arg(now)
-                .arg(now_nanos());
-            for id in &ids {
-                inv.key(queue.task(id)).arg(id);
-            }
-            let n: u64 = inv.invoke_async(&mut conn).await?;
-            moved += n;
         }
         Ok(moved)
     }
 
-    /// Deletes completed tasks of `queue` past their retention.
+    /// Deletes completed tasks of `queue` past their retention, in batches
+    /// until none is left (or [`SCAN_LIMIT`] deleted).
     pub async fn expire_completed(&self, queue: &QueueKeys) -> Result<u64, BrokerError> {
         let now = now_secs();
         let mut conn = self.conn.clone();
-        let ids: Vec<String> = conn
-            .zrangebyscore_limit(queue.completed(), "-inf", now, 0, 100)
-            .await?;
-        if ids.is_empty() {
-            return Ok(0);
+        let mut deleted = 0;
+        loop {
+            let ids: Vec<String> = conn
+                .zrangebyscore_limit(queue.completed(), "-inf", now, 0, SCAN_BATCH as isize)
+                .await?;
+            if ids.is_empty() {
+                return Ok(deleted);
+            }
+            let mut inv = scripts::EXPIRE.prepare_invoke();
+            inv.key(queue.completed()).arg(now);
+            for id in &ids {
+                inv.key(queue.task(id)).arg(id);
+            }
+            let n: u64 = inv.invoke_async(&mut conn).await?;
+            deleted += n;
+            if ids.len() < SCAN_BATCH || n == 0 || deleted >= SCAN_LIMIT {
+                return Ok(deleted);
+            }
         }
-        let mut inv = scripts::EXPIRE.prepare_invoke();
-        inv.key(queue.completed()).arg(now);
-        for id in &ids {
-            inv.key(queue.task(id)).arg(id);
-        }
-        Ok(inv.invoke_async(&mut conn).await?)
     }
 
     /// Ids of `queue` whose lease expired before `now`.
