@@ -7,6 +7,7 @@ mod cli;
 mod examples;
 mod faults;
 mod hostile;
+mod inspect;
 mod queue;
 mod sandbox;
 mod startup;

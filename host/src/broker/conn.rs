@@ -202,6 +202,47 @@ impl Conn {
     }
 }
 
+impl RedisConfig {
+    /// A pub/sub connection to the first node that answers (any node of a
+    /// cluster hears every publish).
+    pub async fn pubsub(&self) -> Result<redis::aio::PubSub, ConnectError> {
+        let targets: Vec<String> = match (&self.url, self.is_cluster()) {
+            (Some(url), _) => vec![url.clone()],
+            (None, true) => self.cluster.iter().map(|n| self.node_url(n)).collect(),
+            (None, false) => return Err(ConnectError::Unconfigured),
+        };
+        let mut last = None;
+        for target in targets {
+            let attempt = async {
+                let mut info: redis::ConnectionInfo =
+                    redis::IntoConnectionInfo::into_connection_info(target.as_str())?;
+                let mut settings = info.redis_settings().clone();
+                if let Some(user) = &self.username {
+                    settings = settings.set_username(user);
+                }
+                if let Some(password) = &self.password {
+                    settings = settings.set_password(password);
+                }
+                info = info.set_redis_settings(settings);
+                redis::Client::open(info)?.get_async_pubsub().await
+            };
+            match tokio::time::timeout(Duration::from_secs(2), attempt).await {
+                Ok(Ok(pubsub)) => return Ok(pubsub),
+                Ok(Err(source)) => last = Some(ConnectError::Redis { target, source }),
+                Err(_) => {
+                    last = Some(ConnectError::Redis {
+                        target,
+                        source: redis::RedisError::from(std::io::Error::from(
+                            std::io::ErrorKind::TimedOut,
+                        )),
+                    })
+                }
+            }
+        }
+        Err(last.unwrap_or(ConnectError::Unconfigured))
+    }
+}
+
 impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {

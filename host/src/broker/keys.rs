@@ -6,7 +6,7 @@
 //!
 //! | key | type | holds |
 //! | --- | --- | --- |
-//! | `asynq:{q}:t:<id>` | hash | `msg` (protobuf `TaskMessage`), `state`, `pending_since` (ns), `unique_key`, `result` |
+//! | `asynq:{q}:t:<id>` | hash | `msg` (protobuf `TaskMessage`), `state`, `pending_since` (ns), `unique_key`, `result`; wasq adds `lease_owner` (the server id holding the lease) while active |
 //! | `asynq:{q}:pending` | list | ids; LPUSH to enqueue, taken from the right |
 //! | `asynq:{q}:active` | list | ids being processed |
 //! | `asynq:{q}:lease` | zset | id → lease expiry (Unix s); extended by heartbeats |

@@ -24,3 +24,4 @@ script!(REQUEUE, "scripts/requeue.lua");
 script!(FORWARD, "scripts/forward.lua");
 script!(EXPIRE, "scripts/expire.lua");
 script!(EXTEND, "scripts/extend.lua");
+script!(TRANSITION, "scripts/transition.lua");

@@ -7,7 +7,9 @@ mod connect;
 mod enqueue;
 mod exec;
 mod queue;
+mod server;
 mod stats;
+mod task;
 mod worker;
 
 use std::path::PathBuf;
@@ -63,6 +65,11 @@ enum Command {
     Queue(queue::Args),
     /// Counts by state per queue, processed and failed today.
     Stats(stats::Args),
+    /// Inspect and act on tasks: ls, inspect, cancel, delete, archive, run,
+    /// and deleteall, archiveall, runall per queue and state.
+    Task(task::Args),
+    /// Inspect the registered workers (servers).
+    Server(server::Args),
 }
 
 /// Where the config is read from, shared by subcommands.
@@ -95,6 +102,8 @@ pub fn main() -> ExitCode {
             Command::Enqueue(args) => enqueue::run(args).await,
             Command::Queue(args) => queue::run(args).await,
             Command::Stats(args) => stats::run(args).await,
+            Command::Task(args) => task::run(args).await,
+            Command::Server(args) => server::run(args).await,
         }
     });
     match result {

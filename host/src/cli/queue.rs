@@ -1,4 +1,5 @@
-//! `wasq queue`: list, pause and resume queues.
+//! `wasq queue`: list, inspect, pause, resume and remove queues, and show
+//! their daily history.
 
 use std::process::ExitCode;
 
@@ -19,6 +20,44 @@ enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// One queue in full: counts by state, paused, latency (age of the
+    /// oldest pending task), processed and failed today, where it lives.
+    Inspect {
+        #[command(flatten)]
+        redis: super::connect::RedisArgs,
+        /// The queue.
+        queue: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Processed and failed counts per day (UTC), today first.
+    History {
+        #[command(flatten)]
+        redis: super::connect::RedisArgs,
+        /// The queue.
+        queue: String,
+        /// How many days.
+        #[arg(long, default_value_t = 7)]
+        days: u32,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a queue with its counters. Refuses a queue with tasks unless
+    /// --force (then they are deleted too), and one with active tasks.
+    Rm {
+        #[command(flatten)]
+        redis: super::connect::RedisArgs,
+        /// The queue.
+        queue: String,
+        /// Delete its tasks too.
+        #[arg(long)]
+        force: bool,
+        /// Do not ask for confirmation.
+        #[arg(long, short)]
+        yes: bool,
     },
     /// Pause a queue: workers stop taking its tasks.
     Pause {
@@ -77,6 +116,102 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                     .collect();
                 println!("{q:<width$}  {:<15}  [{}]", loc.slot, nodes.join(" "));
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Inspect { redis, queue, json } => {
+            let broker = redis.connect().await?;
+            known_queue(&broker, &queue).await?;
+            let stats = broker.stats(&queue).await?;
+            let latency = broker.latency(&queue).await?;
+            let location = broker.locate(&queue).await?;
+            if json {
+                let out = serde_json::json!({
+                    "stats": stats,
+                    "latency_secs": latency,
+                    "location": location,
+                });
+                println!("{}", serde_json::to_string_pretty(&out)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!(
+                "Queue:      {queue}{}",
+                if stats.paused { " (paused)" } else { "" }
+            );
+            println!(
+                "Tasks:      {} pending, {} active, {} scheduled, {} retry, {} archived, {} completed",
+                stats.pending,
+                stats.active,
+                stats.scheduled,
+                stats.retry,
+                stats.archived,
+                stats.completed
+            );
+            println!("Latency:    {latency:.3}s (the oldest pending task's wait)");
+            let rate = if stats.processed_today > 0 {
+                stats.failed_today as f64 / stats.processed_today as f64 * 100.0
+            } else {
+                0.0
+            };
+            println!(
+                "Today:      {} processed, {} failed ({rate:.1} % error rate)",
+                stats.processed_today, stats.failed_today
+            );
+            println!(
+                "All time:   {} processed, {} failed",
+                stats.processed_total, stats.failed_total
+            );
+            if let Some(loc) = location {
+                let nodes: Vec<String> = loc
+                    .nodes
+                    .iter()
+                    .map(|n| format!("{} {}", n.addr, n.id))
+                    .collect();
+                println!("Key slot:   {}", loc.slot);
+                println!("Nodes:      {}", nodes.join(", "));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::History {
+            redis,
+            queue,
+            days,
+            json,
+        } => {
+            let broker = redis.connect().await?;
+            known_queue(&broker, &queue).await?;
+            let history = broker.history(&queue, days).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&history)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!(
+                "{:<10}  {:>10}  {:>8}  {:>10}",
+                "Date", "Processed", "Failed", "Error rate"
+            );
+            for day in history {
+                let rate = if day.processed > 0 {
+                    day.failed as f64 / day.processed as f64 * 100.0
+                } else {
+                    0.0
+                };
+                println!(
+                    "{:<10}  {:>10}  {:>8}  {:>9.1}%",
+                    day.date, day.processed, day.failed, rate
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Rm {
+            redis,
+            queue,
+            force,
+            yes,
+        } => {
+            let broker = redis.connect().await?;
+            known_queue(&broker, &queue).await?;
+            super::task::confirm(yes, &format!("remove queue {queue}"))?;
+            let deleted = broker.remove_queue(&queue, force).await?;
+            println!("queue {queue} removed ({deleted} task(s) deleted)");
             Ok(ExitCode::SUCCESS)
         }
         Command::Pause { redis, queue } => {

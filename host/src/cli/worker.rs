@@ -15,10 +15,17 @@ pub struct Args {
     /// Print nothing per task (logs still go to stderr).
     #[arg(long, short)]
     quiet: bool,
+    /// Serve Prometheus /metrics and /healthz here, e.g. 127.0.0.1:9464
+    /// (overrides `[worker] metrics`).
+    #[arg(long)]
+    metrics: Option<std::net::SocketAddr>,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let (config, runtime) = super::load_runtime(&args.config.config).await?;
+    let (mut config, runtime) = super::load_runtime(&args.config.config).await?;
+    if args.metrics.is_some() {
+        config.worker.metrics = args.metrics;
+    }
     let mut worker = Worker::connect_patiently(&config, runtime, shutdown_signal()).await?;
     let mut events = worker.events();
     let json = args.json;

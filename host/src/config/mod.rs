@@ -113,6 +113,9 @@ pub struct WorkerConfig {
     /// How often due scheduled/retry tasks are moved to pending, abandoned
     /// leases recovered and expired completed tasks deleted.
     pub maintenance_interval: HumanDuration,
+    /// Serve Prometheus `/metrics` and `/healthz` on this address, e.g.
+    /// `"127.0.0.1:9464"` (off by default).
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 impl Default for WorkerConfig {
@@ -123,6 +126,7 @@ impl Default for WorkerConfig {
             shutdown_timeout: HumanDuration(Duration::from_secs(8)),
             lease: HumanDuration(Duration::from_secs(30)),
             maintenance_interval: HumanDuration(Duration::from_secs(1)),
+            metrics: None,
         }
     }
 }

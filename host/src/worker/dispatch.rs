@@ -81,6 +81,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                     c
                 }
                 Err(e) => {
+                    shared.metrics.redis_error();
                     backoff =
                         (backoff * 2).clamp(Duration::from_millis(200), Duration::from_secs(5));
                     tracing::warn!(
@@ -157,7 +158,10 @@ pub(crate) async fn waker(shared: Arc<Shared>, queue: Arc<QueueSlot>) {
         }
         if conn.is_none() {
             match shared.broker.blocking_conn().await {
-                Ok(c) => conn = Some(c),
+                Ok(c) => {
+                    shared.metrics.redis_reconnect();
+                    conn = Some(c)
+                }
                 Err(e) => {
                     tracing::debug!(queue = queue.keys.name(), "wake connection failed: {e}");
                     tokio::time::sleep(Duration::from_secs(1)).await;

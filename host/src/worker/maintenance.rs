@@ -17,7 +17,62 @@ use crate::proto::{ServerInfo, TaskMessage, Timestamp, WorkerInfo};
 /// held up by a slow Redis does not delay fencing, and a slow upkeep step
 /// does not delay heartbeats.
 pub(crate) async fn run(shared: Arc<Shared>) {
-    tokio::join!(heartbeats(&shared), upkeeps(&shared), fences(&shared));
+    tokio::join!(
+        heartbeats(&shared),
+        upkeeps(&shared),
+        fences(&shared),
+        usage(&shared)
+    );
+}
+
+/// Adds per type usage to Redis every 5 s (for `wasq module ls`).
+async fn usage(shared: &Shared) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = shared.usage.flush(&shared.broker).await {
+            tracing::debug!("recording task type usage failed: {e}");
+        }
+    }
+}
+
+/// Listens for cancellations (`wasq task cancel`, or Asynq's inspector)
+/// and stops the named tasks if they run here; reconnects when the
+/// subscription drops.
+pub(crate) async fn cancels(shared: Arc<Shared>) {
+    use futures::StreamExt as _;
+    loop {
+        let mut pubsub = match shared.broker.pubsub().await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::debug!("cancel subscription failed: {e}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if let Err(e) = pubsub.subscribe(crate::broker::CANCEL_CHANNEL).await {
+            tracing::debug!("cancel subscription failed: {e}");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        shared.metrics.redis_reconnect();
+        let mut messages = pubsub.on_message();
+        while let Some(msg) = messages.next().await {
+            let Ok(id) = msg.get_payload::<String>() else {
+                continue;
+            };
+            let mut inflight = shared.inflight.lock().unwrap_or_else(|e| e.into_inner());
+            for (queue, tasks) in inflight.iter_mut() {
+                if let Some(running) = tasks.get_mut(&id) {
+                    tracing::warn!(task_id = %id, queue = %queue, "cancelling the task: an operator asked");
+                    running.fenced.get_or_insert(Fence::Operator);
+                    running.cancel.cancel();
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 async fn heartbeats(shared: &Shared) {
@@ -37,8 +92,12 @@ async fn upkeeps(shared: &Shared) {
         // While Redis fails, upkeep backs off (up to 30 s) and logs once
         // per try instead of once per queue and step.
         wait = match upkeep(shared).await {
-            Ok(()) => every,
+            Ok(()) => {
+                shared.metrics.redis_ok();
+                every
+            }
             Err(e) => {
+                shared.metrics.redis_error();
                 let next = (wait * 2).min(Duration::from_secs(30));
                 tracing::warn!("queue upkeep failed, next try in {next:?}: {e}");
                 next
@@ -119,7 +178,10 @@ async fn heartbeat(shared: &Shared) {
                     }
                 }
             }
-            Err(e) => tracing::warn!(queue, "extending leases failed: {e}"),
+            Err(e) => {
+                shared.metrics.redis_error();
+                tracing::warn!(queue, "extending leases failed: {e}")
+            }
         }
     }
     if let Err(e) = register(shared, running.iter().map(|(_, ids)| ids.len()).sum()).await {

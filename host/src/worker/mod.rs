@@ -17,7 +17,9 @@
 mod ack;
 mod dispatch;
 mod maintenance;
+mod metrics;
 mod process;
+pub mod usage;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -69,6 +71,11 @@ pub struct TaskEvent {
     /// When the sandbox run started, Unix milliseconds (0 when it never
     /// ran); it ended `micros` later.
     pub started_at_ms: u64,
+    /// `ok`, or the failure's cause (`out_of_fuel`, `timeout`, `panic`,
+    /// `retry`, ... as [`Failure::cause_name`](crate::runtime::Failure::cause_name)).
+    pub cause: String,
+    /// Largest linear memory of the run, bytes.
+    pub memory_peak: u64,
 }
 
 /// What the worker did with a task.
@@ -96,6 +103,8 @@ pub(crate) struct QueueSlot {
     pub acker: ack::Acker,
     pub priority: u32,
     pub slots: Arc<Semaphore>,
+    /// The queue's concurrency on this worker.
+    pub cap: usize,
 }
 
 /// A task this worker is running.
@@ -116,6 +125,8 @@ pub(crate) enum Fence {
     Expiring,
     /// Redis says the lease is no longer this worker's.
     Lost,
+    /// An operator cancelled the task (`wasq task cancel`).
+    Operator,
 }
 
 pub(crate) struct Shared {
@@ -133,6 +144,8 @@ pub(crate) struct Shared {
     pub work: Notify,
     pub server_id: String,
     pub started: std::time::SystemTime,
+    pub metrics: metrics::Metrics,
+    pub usage: usage::Usage,
 }
 
 /// A worker ready to run.
@@ -210,14 +223,15 @@ impl Worker {
             .map(|(name, (priority, cap))| {
                 let (acker, task) = ack::Acker::start(broker.clone(), QueueKeys::new(&name));
                 ackers.push(task);
+                let cap = cap
+                    .unwrap_or(settings.concurrency)
+                    .min(settings.concurrency);
                 Arc::new(QueueSlot {
                     acker,
                     keys: QueueKeys::new(&name),
                     priority: priority.max(1),
-                    slots: Arc::new(Semaphore::new(
-                        cap.unwrap_or(settings.concurrency)
-                            .min(settings.concurrency),
-                    )),
+                    slots: Arc::new(Semaphore::new(cap)),
+                    cap,
                 })
             })
             .collect();
@@ -249,6 +263,8 @@ impl Worker {
                 work: Notify::new(),
                 server_id,
                 started: std::time::SystemTime::now(),
+                metrics: metrics::Metrics::new(),
+                usage: usage::Usage::default(),
             }),
             sandbox_threads: Some(sandbox_threads),
             ackers,
@@ -282,6 +298,10 @@ impl Worker {
             background.push(tokio::spawn(dispatch::waker(shared.clone(), queue.clone())));
         }
         background.push(tokio::spawn(maintenance::run(shared.clone())));
+        background.push(tokio::spawn(maintenance::cancels(shared.clone())));
+        if let Some(addr) = shared.settings.metrics {
+            background.push(tokio::spawn(metrics::serve(shared.clone(), addr)));
+        }
         let dispatcher = tokio::spawn(dispatch::run(shared.clone()));
 
         shutdown.await;
@@ -325,6 +345,8 @@ impl Worker {
 
 impl Shared {
     pub(crate) fn emit(&self, event: TaskEvent) {
+        self.metrics.task(&event);
+        self.usage.record(&event);
         if let Some(tx) = &self.events {
             let _ = tx.send(event);
         }

@@ -59,6 +59,8 @@ async fn process(shared: &Shared, queue: &QueueSlot, claimed: Claimed, leased_at
                 fuel: 0,
                 micros: 0,
                 started_at_ms: 0,
+                cause: "invalid_msg".into(),
+                memory_peak: 0,
             });
             return;
         }
@@ -112,11 +114,12 @@ async fn process(shared: &Shared, queue: &QueueSlot, claimed: Claimed, leased_at
         .and_then(|m| m.remove(&msg.id))
         .and_then(|r| r.fenced);
 
-    let (outcome, fuel, micros) = match execution {
+    let (outcome, fuel, micros, memory_peak) = match execution {
         Ok(run) => (
             run.outcome,
             run.fuel_consumed,
             run.wall_time.as_micros() as u64,
+            run.memory_peak,
         ),
         Err(e) => (
             Outcome::Failed {
@@ -124,6 +127,7 @@ async fn process(shared: &Shared, queue: &QueueSlot, claimed: Claimed, leased_at
                     message: format!("the sandbox task died: {e}"),
                 },
             },
+            0,
             0,
             0,
         ),
@@ -138,6 +142,11 @@ async fn process(shared: &Shared, queue: &QueueSlot, claimed: Claimed, leased_at
         fuel,
         micros,
         started_at_ms,
+        cause: outcome
+            .failure()
+            .map_or("ok", |f| f.cause_name())
+            .to_owned(),
+        memory_peak,
     };
 
     let cancelled = matches!(
@@ -163,6 +172,26 @@ async fn process(shared: &Shared, queue: &QueueSlot, claimed: Claimed, leased_at
             .await
             {
                 Ok(true) => Disposition::Requeued,
+                _ => Disposition::LeaseLost,
+            }
+        }
+        _ if cancelled && fenced == Some(Fence::Operator) => {
+            // Cancelled by hand: archived, so it does not come back by
+            // itself (`wasq task run` brings it back).
+            let failure = Failure::Host {
+                message: "cancelled by an operator".into(),
+            };
+            event.error = Some(failure.to_string());
+            let now = now_secs();
+            let mut updated = msg.clone();
+            updated.error_msg = failure.to_string();
+            updated.last_failed_at = now;
+            match persist("archiving a cancelled task", || {
+                shared.broker.fail(&updated, true, now, None)
+            })
+            .await
+            {
+                Ok(true) => Disposition::Archived,
                 _ => Disposition::LeaseLost,
             }
         }

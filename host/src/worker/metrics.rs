@@ -1,0 +1,339 @@
+//! The worker's Prometheus metrics (the `prometheus-client` crate) and the
+//! `/metrics` and `/healthz` endpoints (`[worker] metrics = "ip:port"`).
+//!
+//! | metric | type | labels |
+//! | --- | --- | --- |
+//! | `wasq_tasks_total` | counter | queue, task_type, outcome (`ok` or the failure's cause), disposition |
+//! | `wasq_task_duration_seconds` | histogram | queue, task_type |
+//! | `wasq_task_fuel` | histogram | task_type |
+//! | `wasq_task_memory_peak_bytes` | histogram | task_type |
+//! | `wasq_sandbox_memory_peak_bytes` | gauge (largest seen) | task_type |
+//! | `wasq_queue_tasks` | gauge | queue, state |
+//! | `wasq_queue_latency_seconds` | gauge (age of the oldest pending task) | queue |
+//! | `wasq_queue_inflight` / `wasq_queue_concurrency_limit` | gauge | queue |
+//! | `wasq_redis_errors_total`, `wasq_redis_reconnects_total` | counter | |
+//!
+//! Queue gauges are read from Redis when `/metrics` is scraped.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use super::{Shared, TaskEvent};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TaskLabels {
+    queue: String,
+    task_type: String,
+    outcome: String,
+    disposition: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QueueTypeLabels {
+    queue: String,
+    task_type: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TypeLabels {
+    task_type: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QueueLabels {
+    queue: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QueueStateLabels {
+    queue: String,
+    state: String,
+}
+
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+/// The worker's metrics.
+pub(crate) struct Metrics {
+    registry: Registry,
+    tasks: Family<TaskLabels, Counter>,
+    duration: Family<QueueTypeLabels, Histogram>,
+    fuel: Family<TypeLabels, Histogram>,
+    memory: Family<TypeLabels, Histogram>,
+    memory_peak: Family<TypeLabels, Gauge<i64, AtomicI64>>,
+    queue_tasks: Family<QueueStateLabels, Gauge>,
+    latency: Family<QueueLabels, FloatGauge>,
+    inflight: Family<QueueLabels, Gauge>,
+    limit: Family<QueueLabels, Gauge>,
+    redis_errors: Counter,
+    redis_reconnects: Counter,
+    /// When Redis last answered, Unix ms (for `/healthz`).
+    redis_ok_at: AtomicU64,
+}
+
+impl Metrics {
+    pub(crate) fn new() -> Self {
+        let mut registry = Registry::with_prefix("wasq");
+        let tasks = Family::<TaskLabels, Counter>::default();
+        registry.register(
+            "tasks",
+            "Task runs by queue, type, outcome (ok or the failure's cause) and what was done with the task",
+            tasks.clone(),
+        );
+        let duration = Family::<QueueTypeLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.000_1, 4.0, 12))
+        });
+        registry.register(
+            "task_duration_seconds",
+            "Time in the sandbox per task run",
+            duration.clone(),
+        );
+        let fuel = Family::<TypeLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(1_000.0, 10.0, 9))
+        });
+        registry.register(
+            "task_fuel",
+            "Fuel (instructions) per task run",
+            fuel.clone(),
+        );
+        let memory = Family::<TypeLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(65_536.0, 4.0, 10))
+        });
+        registry.register(
+            "task_memory_peak_bytes",
+            "Largest linear memory per task run",
+            memory.clone(),
+        );
+        let memory_peak = Family::<TypeLabels, Gauge<i64, AtomicI64>>::default();
+        registry.register(
+            "sandbox_memory_peak_bytes",
+            "Largest linear memory any run of the type had since the worker started",
+            memory_peak.clone(),
+        );
+        let queue_tasks = Family::<QueueStateLabels, Gauge>::default();
+        registry.register(
+            "queue_tasks",
+            "Tasks in each queue by state",
+            queue_tasks.clone(),
+        );
+        let latency = Family::<QueueLabels, FloatGauge>::default();
+        registry.register(
+            "queue_latency_seconds",
+            "Age of the oldest pending task of each queue",
+            latency.clone(),
+        );
+        let inflight = Family::<QueueLabels, Gauge>::default();
+        registry.register(
+            "queue_inflight",
+            "Tasks of each queue running on this worker",
+            inflight.clone(),
+        );
+        let limit = Family::<QueueLabels, Gauge>::default();
+        registry.register(
+            "queue_concurrency_limit",
+            "Most tasks of each queue this worker runs at once",
+            limit.clone(),
+        );
+        let redis_errors = Counter::default();
+        registry.register(
+            "redis_errors",
+            "Redis commands that failed",
+            redis_errors.clone(),
+        );
+        let redis_reconnects = Counter::default();
+        registry.register(
+            "redis_reconnects",
+            "Connections re-established after a failure",
+            redis_reconnects.clone(),
+        );
+        Self {
+            registry,
+            tasks,
+            duration,
+            fuel,
+            memory,
+            memory_peak,
+            queue_tasks,
+            latency,
+            inflight,
+            limit,
+            redis_errors,
+            redis_reconnects,
+            redis_ok_at: AtomicU64::new(now_ms()),
+        }
+    }
+
+    /// Records one finished task run.
+    pub(crate) fn task(&self, event: &TaskEvent) {
+        let disposition = serde_json::to_value(event.disposition)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        self.tasks
+            .get_or_create(&TaskLabels {
+                queue: event.queue.clone(),
+                task_type: event.task_type.clone(),
+                outcome: event.cause.clone(),
+                disposition,
+            })
+            .inc();
+        if event.started_at_ms == 0 {
+            return;
+        }
+        self.duration
+            .get_or_create(&QueueTypeLabels {
+                queue: event.queue.clone(),
+                task_type: event.task_type.clone(),
+            })
+            .observe(event.micros as f64 / 1e6);
+        let by_type = TypeLabels {
+            task_type: event.task_type.clone(),
+        };
+        self.fuel.get_or_create(&by_type).observe(event.fuel as f64);
+        self.memory
+            .get_or_create(&by_type)
+            .observe(event.memory_peak as f64);
+        self.memory_peak
+            .get_or_create(&by_type)
+            .inner()
+            .fetch_max(event.memory_peak as i64, Ordering::Relaxed);
+    }
+
+    /// A Redis command failed.
+    pub(crate) fn redis_error(&self) {
+        self.redis_errors.inc();
+    }
+
+    /// A connection was re-established.
+    pub(crate) fn redis_reconnect(&self) {
+        self.redis_reconnects.inc();
+    }
+
+    /// Redis answered just now.
+    pub(crate) fn redis_ok(&self) {
+        self.redis_ok_at.store(now_ms(), Ordering::Relaxed);
+    }
+
+    /// How long since Redis last answered.
+    pub(crate) fn since_redis_ok(&self) -> Duration {
+        Duration::from_millis(now_ms().saturating_sub(self.redis_ok_at.load(Ordering::Relaxed)))
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
+}
+
+/// Refreshes the queue gauges from Redis and the semaphores, then encodes
+/// every metric in the Prometheus text format.
+async fn render(shared: &Shared) -> String {
+    let m = &shared.metrics;
+    for queue in &shared.queues {
+        let name = queue.keys.name().to_owned();
+        let by_queue = QueueLabels {
+            queue: name.clone(),
+        };
+        m.limit.get_or_create(&by_queue).set(queue.cap as i64);
+        m.inflight
+            .get_or_create(&by_queue)
+            .set(queue.cap as i64 - queue.slots.available_permits() as i64);
+        let read = async {
+            let stats = shared.broker.stats(&name).await?;
+            let latency = shared.broker.latency(&name).await?;
+            Ok::<_, crate::broker::BrokerError>((stats, latency))
+        };
+        match tokio::time::timeout(Duration::from_secs(2), read).await {
+            Ok(Ok((stats, latency))) => {
+                m.redis_ok();
+                for (state, n) in [
+                    ("pending", stats.pending),
+                    ("active", stats.active),
+                    ("scheduled", stats.scheduled),
+                    ("retry", stats.retry),
+                    ("archived", stats.archived),
+                    ("completed", stats.completed),
+                ] {
+                    m.queue_tasks
+                        .get_or_create(&QueueStateLabels {
+                            queue: name.clone(),
+                            state: state.into(),
+                        })
+                        .set(n as i64);
+                }
+                m.latency.get_or_create(&by_queue).set(latency);
+            }
+            _ => m.redis_error(),
+        }
+    }
+    let mut out = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &m.registry) {
+        out = format!("# encoding failed: {e}\n");
+    }
+    out
+}
+
+/// Serves `/metrics` and `/healthz` on `addr` until the task is aborted.
+pub(crate) async fn serve(shared: Arc<Shared>, addr: SocketAddr) {
+    use axum::http::{StatusCode, header};
+    use axum::routing::get;
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("cannot serve metrics on {addr}: {e}");
+            return;
+        }
+    };
+    tracing::info!("metrics on http://{addr}/metrics, health on http://{addr}/healthz");
+    let metrics_state = shared.clone();
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let shared = metrics_state.clone();
+                async move {
+                    (
+                        [(
+                            header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        render(&shared).await,
+                    )
+                }
+            }),
+        )
+        .route(
+            "/healthz",
+            get(move || {
+                let shared = shared.clone();
+                async move {
+                    let since = shared.metrics.since_redis_ok();
+                    let healthy = since < Duration::from_secs(30);
+                    let body = serde_json::json!({
+                        "status": if healthy { "ok" } else { "unhealthy" },
+                        "redis_last_ok_secs": since.as_secs_f64(),
+                        "stopping": shared.is_stopping(),
+                    });
+                    let code = if healthy {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    };
+                    (code, axum::Json(body))
+                }
+            }),
+        );
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::error!("the metrics server stopped: {e}");
+    }
+}
