@@ -263,6 +263,43 @@ async fn queue_inspect_history_rm_and_server_ls() {
     );
     worker.stop().await;
 
+    // module ls: the type's module, hash and grants, and its last hour.
+    let (code, out, err) = run_wasq(&[
+        "module",
+        "ls",
+        "--config",
+        &_config.path.display().to_string(),
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let modules = json(&out);
+    let bad = modules
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["task_type"] == "bad")
+        .expect("the bad type is listed");
+    assert!(bad["module"].as_str().unwrap().ends_with("misbehave.wasm"));
+    assert_eq!(bad["sha256"].as_str().unwrap().len(), 64);
+    assert!(bad["fuel"].is_null(), "unlimited fuel");
+    let hour = &bad["last_hour"];
+    assert!(hour["runs"].as_u64().unwrap() >= 2, "{hour}");
+    assert!(hour["failures"]["panic"].as_u64().unwrap() >= 1, "{hour}");
+    assert!(hour["median_fuel"].as_u64().unwrap() > 0, "{hour}");
+
+    // stats: error rate and the cluster's state.
+    let (code, out, _) = wasq(&["stats", "--json"]);
+    assert_eq!(code, 0);
+    let stats = json(&out);
+    assert_eq!(stats["cluster"]["state"], "ok");
+    assert_eq!(stats["cluster"]["known_nodes"], 6);
+    let (code, out, _) = wasq(&["stats"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("cluster: state ok, 6 known nodes, 3 masters"),
+        "{out}"
+    );
+
     // rm refuses a queue with tasks, then removes it with --force.
     let (code, _, err) = wasq(&["queue", "rm", &q, "--yes"]);
     assert_eq!(code, 2);

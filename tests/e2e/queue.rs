@@ -609,7 +609,11 @@ async fn a_single_redis_works_the_same() {
     let (code, out, _) = run_wasq(&["stats", "--redis-url", &url, "--json"]);
     assert_eq!(code, 0);
     let stats: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let ours = stats
+    assert!(
+        stats["cluster"].is_null(),
+        "a single Redis has no cluster info"
+    );
+    let ours = stats["queues"]
         .as_array()
         .unwrap()
         .iter()

@@ -351,6 +351,19 @@ impl Broker {
     }
 }
 
+/// The cluster as one of its nodes sees it (`CLUSTER INFO`).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ClusterInfo {
+    /// `ok` or `fail`.
+    pub state: String,
+    /// Nodes known, masters and replicas.
+    pub known_nodes: u64,
+    /// Masters serving slots.
+    pub size: u64,
+    /// Slots served and healthy.
+    pub slots_ok: u64,
+}
+
 /// A registered worker process (Asynq's `ServerInfo`).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct ServerEntry {
@@ -375,6 +388,30 @@ pub struct ServerEntry {
 }
 
 impl Broker {
+    /// The cluster's state; `None` on a single Redis.
+    pub async fn cluster_info(&self) -> Result<Option<ClusterInfo>, BrokerError> {
+        if !self.is_cluster() {
+            return Ok(None);
+        }
+        let text: String = redis::cmd("CLUSTER")
+            .arg("INFO")
+            .query_async(&mut self.conn.clone())
+            .await?;
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                .map(|v| v.trim().to_owned())
+                .unwrap_or_default()
+        };
+        let number = |name: &str| field(name).parse().unwrap_or(0);
+        Ok(Some(ClusterInfo {
+            state: field("cluster_state"),
+            known_nodes: number("cluster_known_nodes"),
+            size: number("cluster_size"),
+            slots_ok: number("cluster_slots_ok"),
+        }))
+    }
+
     /// Registered servers whose registration has not expired, by host and pid.
     pub async fn servers(&self) -> Result<Vec<ServerEntry>, BrokerError> {
         let mut conn = self.conn.clone();

@@ -28,7 +28,7 @@ use prost::Message as _;
 use redis::AsyncCommands as _;
 
 pub use conn::{Conn, ConnectError, RedisConfig};
-pub use inspect::{CANCEL_CHANNEL, DayStats, Move, ServerEntry, StoredTask};
+pub use inspect::{CANCEL_CHANNEL, ClusterInfo, DayStats, Move, ServerEntry, StoredTask};
 pub use keys::QueueKeys;
 pub use topology::{ClusterNode, QueueLocation};
 

@@ -6,6 +6,7 @@ mod check;
 mod connect;
 mod enqueue;
 mod exec;
+mod module;
 mod queue;
 mod server;
 mod stats;
@@ -70,6 +71,9 @@ enum Command {
     Task(task::Args),
     /// Inspect the registered workers (servers).
     Server(server::Args),
+    /// Task types: module, hash, limits, grants and the last hour's
+    /// outcomes (runs, failures by cause, median fuel and time).
+    Module(module::Args),
 }
 
 /// Where the config is read from, shared by subcommands.
@@ -104,6 +108,7 @@ pub fn main() -> ExitCode {
             Command::Stats(args) => stats::run(args).await,
             Command::Task(args) => task::run(args).await,
             Command::Server(args) => server::run(args).await,
+            Command::Module(args) => module::run(args).await,
         }
     });
     match result {

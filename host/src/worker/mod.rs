@@ -337,6 +337,9 @@ impl Worker {
         for task in background.into_iter().chain(self.ackers.drain(..)) {
             task.abort();
         }
+        if let Err(e) = shared.usage.flush(&shared.broker).await {
+            tracing::debug!("recording task type usage failed: {e}");
+        }
         maintenance::deregister(&shared).await;
         tracing::info!("worker stopped");
         Ok(())

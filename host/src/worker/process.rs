@@ -18,7 +18,10 @@ pub(crate) async fn run(
     leased_at: Instant,
     permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
 ) {
-    process(&shared, &queue, claimed, leased_at).await;
+    // Every log line about the task (retries of Redis writes included)
+    // carries its id and queue.
+    let span = tracing::info_span!("task", task_id = %claimed.id, queue = %queue.keys.name());
+    tracing::Instrument::instrument(process(&shared, &queue, claimed, leased_at), span).await;
     // The queue's slot goes back before the global one: the other way
     // round, a dispatcher woken in between would find this queue still
     // full and skip it, which skews weighted priorities under load.

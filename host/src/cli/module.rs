@@ -1,0 +1,202 @@
+//! `wasq module ls`: each task type's module (file and hash), limits and
+//! grants, and from the last hour (what workers recorded in Redis): runs,
+//! failures by cause, and median fuel and time.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+use redis::AsyncCommands as _;
+use serde::Serialize;
+use sha2::Digest as _;
+use wasq::broker::{Broker, now_secs};
+use wasq::config::{Config, DirMode};
+use wasq::worker::usage;
+
+/// Arguments of `wasq module`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// List the task types of the config with their modules, limits,
+    /// grants and the last hour's outcomes.
+    Ls {
+        #[command(flatten)]
+        redis: super::connect::RedisArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// One task type, as `module ls --json` prints it.
+#[derive(Debug, Serialize)]
+struct ModuleRow {
+    task_type: String,
+    module: String,
+    sha256: String,
+    bytes: u64,
+    fuel: Option<u64>,
+    memory: u64,
+    timeout_secs: f64,
+    grants: Vec<String>,
+    last_hour: Option<LastHour>,
+}
+
+/// What workers recorded for a type over the last hour.
+#[derive(Debug, Default, Serialize)]
+struct LastHour {
+    runs: u64,
+    ok: u64,
+    failures: BTreeMap<String, u64>,
+    median_fuel: Option<u64>,
+    median_micros: Option<u64>,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let Command::Ls { redis, json } = args.command;
+    let config = Config::load(&redis.config)?;
+    // Usage comes from Redis; without it the rest is still worth showing.
+    let broker = match redis.connect().await {
+        Ok(b) => Some(b),
+        Err(e) => {
+            eprintln!("warning: no usage figures: {e:#}");
+            None
+        }
+    };
+    let mut rows = Vec::new();
+    for (name, task) in &config.tasks {
+        let path = config.resolve(task.module.get_ref());
+        let bytes = std::fs::read(&path).unwrap_or_default();
+        let limits = config.limits_of(name).unwrap_or_default();
+        let mut grants = Vec::new();
+        for d in &task.dirs {
+            let mode = if d.mode == DirMode::ReadWrite {
+                "rw"
+            } else {
+                "ro"
+            };
+            grants.push(format!("dir {}={} ({mode})", d.guest, d.host.display()));
+        }
+        grants.extend(task.env.iter().map(|e| format!("env {e}")));
+        if task.clock {
+            grants.push("clock".into());
+        }
+        grants.extend(task.network.iter().map(|n| format!("net {n}")));
+        grants.extend(task.enqueue.iter().map(|q| format!("enqueue {q}")));
+        let last_hour = match &broker {
+            Some(b) => Some(last_hour(b, name).await?),
+            None => None,
+        };
+        rows.push(ModuleRow {
+            task_type: name.clone(),
+            module: path.display().to_string(),
+            sha256: hex::encode(sha2::Sha256::digest(&bytes)),
+            bytes: bytes.len() as u64,
+            fuel: limits.fuel,
+            memory: limits.memory,
+            timeout_secs: limits.timeout.as_secs_f64(),
+            grants,
+            last_hour,
+        });
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for r in rows {
+        println!("{}", r.task_type);
+        println!(
+            "  module   {} ({} KiB, sha256 {})",
+            r.module,
+            r.bytes / 1024,
+            &r.sha256[..16]
+        );
+        println!(
+            "  limits   fuel {}, memory {} MiB, timeout {}s",
+            r.fuel.map_or("unlimited".to_owned(), |f| f.to_string()),
+            r.memory >> 20,
+            r.timeout_secs
+        );
+        println!(
+            "  grants   {}",
+            if r.grants.is_empty() {
+                "none".to_owned()
+            } else {
+                r.grants.join(", ")
+            }
+        );
+        if let Some(h) = r.last_hour {
+            let failures: Vec<String> =
+                h.failures.iter().map(|(c, n)| format!("{c} {n}")).collect();
+            println!(
+                "  1 hour   {} runs, {} ok, failures: {}; median fuel {}, median time {}",
+                h.runs,
+                h.ok,
+                if failures.is_empty() {
+                    "none".to_owned()
+                } else {
+                    failures.join(", ")
+                },
+                h.median_fuel.map_or("-".to_owned(), |f| f.to_string()),
+                h.median_micros
+                    .map_or("-".to_owned(), |m| format!("{:.2}ms", m as f64 / 1000.0))
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Sums the last 60 per-minute hashes of `task_type` and takes the medians
+/// of its recent samples.
+async fn last_hour(broker: &Broker, task_type: &str) -> anyhow::Result<LastHour> {
+    let now = now_secs();
+    let mut out = LastHour::default();
+    let mut conn = broker.conn();
+    let mut pipe = redis::pipe();
+    for back in 0..=60 {
+        pipe.hgetall(usage::minute_key(task_type, now / 60 - back));
+    }
+    let minutes: Vec<BTreeMap<String, u64>> = pipe.query_async(&mut conn).await?;
+    for m in minutes {
+        for (field, n) in m {
+            match field.as_str() {
+                "runs" => out.runs += n,
+                "ok" => out.ok += n,
+                other => {
+                    if let Some(cause) = other.strip_prefix("fail:") {
+                        *out.failures.entry(cause.to_owned()).or_default() += n;
+                    }
+                }
+            }
+        }
+    }
+    let samples: Vec<String> = conn
+        .lrange(usage::samples_key(task_type), 0, usage::SAMPLES - 1)
+        .await?;
+    let mut fuel = Vec::new();
+    let mut micros = Vec::new();
+    for s in samples {
+        let parts: Vec<u64> = s.split(' ').filter_map(|p| p.parse().ok()).collect();
+        if let [at, f, m] = parts[..]
+            && at as i64 >= now - 3600
+        {
+            fuel.push(f);
+            micros.push(m);
+        }
+    }
+    out.median_fuel = median(&mut fuel);
+    out.median_micros = median(&mut micros);
+    Ok(out)
+}
+
+fn median(values: &mut [u64]) -> Option<u64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_unstable();
+    Some(values[values.len() / 2])
+}
