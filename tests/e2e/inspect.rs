@@ -320,26 +320,6 @@ async fn queue_inspect_history_rm_and_server_ls() {
     assert!(err.contains("no queue named"), "{err}");
 }
 
-/// `GET path` on `addr` over plain HTTP/1.1; returns (status, body).
-fn http_get(addr: &str, path: &str) -> (u16, String) {
-    use std::io::{Read as _, Write as _};
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).unwrap();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    (status, body.to_owned())
-}
-
 /// The value of the sample of `metric` whose labels include all `labels`.
 fn sample(text: &str, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
     text.lines()
@@ -401,7 +381,7 @@ async fn metrics_and_health_after_a_known_workload() {
     }
     let (status, text) = tokio::task::spawn_blocking({
         let addr = addr.clone();
-        move || http_get(&addr, "/metrics")
+        move || http(&addr, "GET", "/metrics")
     })
     .await
     .unwrap();
@@ -459,7 +439,7 @@ async fn metrics_and_health_after_a_known_workload() {
         "{text}"
     );
 
-    let (status, body) = tokio::task::spawn_blocking(move || http_get(&addr, "/healthz"))
+    let (status, body) = tokio::task::spawn_blocking(move || http(&addr, "GET", "/healthz"))
         .await
         .unwrap();
     assert_eq!(status, 200, "{body}");

@@ -4,6 +4,7 @@
 
 mod badinput;
 mod cli;
+mod dashboard;
 mod examples;
 mod faults;
 mod hostile;

@@ -4,6 +4,7 @@
 mod bench;
 mod check;
 mod connect;
+mod dash;
 mod enqueue;
 mod exec;
 mod module;
@@ -74,6 +75,9 @@ enum Command {
     /// Task types: module, hash, limits, grants and the last hour's
     /// outcomes (runs, failures by cause, median fuel and time).
     Module(module::Args),
+    /// A live view of queues, servers and the cluster: in the terminal, or
+    /// with --web as a web dashboard with actions (see --read-only).
+    Dash(dash::Args),
 }
 
 /// Where the config is read from, shared by subcommands.
@@ -109,6 +113,7 @@ pub fn main() -> ExitCode {
             Command::Task(args) => task::run(args).await,
             Command::Server(args) => server::run(args).await,
             Command::Module(args) => module::run(args).await,
+            Command::Dash(args) => dash::run(args).await,
         }
     });
     match result {

@@ -34,7 +34,7 @@ enum Command {
 
 /// One task type, as `module ls --json` prints it.
 #[derive(Debug, Serialize)]
-struct ModuleRow {
+pub(super) struct ModuleRow {
     task_type: String,
     module: String,
     sha256: String,
@@ -48,7 +48,7 @@ struct ModuleRow {
 
 /// What workers recorded for a type over the last hour.
 #[derive(Debug, Default, Serialize)]
-struct LastHour {
+pub(super) struct LastHour {
     runs: u64,
     ok: u64,
     failures: BTreeMap<String, u64>,
@@ -67,6 +67,20 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             None
         }
     };
+    let rows = rows(&config, broker.as_ref()).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    print_rows(rows);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Every task type of `config`, with usage from `broker` when given.
+pub(super) async fn rows(
+    config: &Config,
+    broker: Option<&Broker>,
+) -> anyhow::Result<Vec<ModuleRow>> {
     let mut rows = Vec::new();
     for (name, task) in &config.tasks {
         let path = config.resolve(task.module.get_ref());
@@ -87,7 +101,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         grants.extend(task.network.iter().map(|n| format!("net {n}")));
         grants.extend(task.enqueue.iter().map(|q| format!("enqueue {q}")));
-        let last_hour = match &broker {
+        let last_hour = match broker {
             Some(b) => Some(last_hour(b, name).await?),
             None => None,
         };
@@ -103,10 +117,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             last_hour,
         });
     }
-    if json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
-        return Ok(ExitCode::SUCCESS);
-    }
+    Ok(rows)
+}
+
+fn print_rows(rows: Vec<ModuleRow>) {
     for r in rows {
         println!("{}", r.task_type);
         println!(
@@ -147,7 +161,6 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// Sums the last 60 per-minute hashes of `task_type` and takes the medians
