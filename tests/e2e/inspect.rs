@@ -287,6 +287,17 @@ async fn queue_inspect_history_rm_and_server_ls() {
     assert!(hour["failures"]["panic"].as_u64().unwrap() >= 1, "{hour}");
     assert!(hour["median_fuel"].as_u64().unwrap() > 0, "{hour}");
 
+    // dash: one frame of the terminal view.
+    let (code, out, err) = wasq(&["dash", "--once"]);
+    assert_eq!(code, 0, "{err}");
+    let row = out
+        .lines()
+        .find(|l| l.starts_with(q.as_str()))
+        .unwrap_or_else(|| panic!("no row for {q}: {out}"));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cells[5], "1", "one archived task: {row}");
+    assert!(out.contains("cluster: ok · 6 nodes · 3 masters"), "{out}");
+
     // stats: error rate and the cluster's state.
     let (code, out, _) = wasq(&["stats", "--json"]);
     assert_eq!(code, 0);

@@ -20,7 +20,12 @@ pub(crate) async fn run(
 ) {
     // Every log line about the task (retries of Redis writes included)
     // carries its id and queue.
-    let span = tracing::info_span!("task", task_id = %claimed.id, queue = %queue.keys.name());
+    let span = tracing::info_span!(
+        "task",
+        task_id = %claimed.id,
+        queue = %queue.keys.name(),
+        task_type = tracing::field::Empty
+    );
     tracing::Instrument::instrument(process(&shared, &queue, claimed, leased_at), span).await;
     // The queue's slot goes back before the global one: the other way
     // round, a dispatcher woken in between would find this queue still
@@ -69,6 +74,7 @@ async fn process(shared: &Shared, queue: &QueueSlot, claimed: Claimed, leased_at
         }
     };
 
+    tracing::Span::current().record("task_type", msg.r#type.as_str());
     let cancel = CancelToken::new();
     shared
         .inflight
