@@ -390,13 +390,23 @@ async fn metrics_and_health_after_a_known_workload() {
             seen += 1;
         }
     }
-    let (status, text) = tokio::task::spawn_blocking({
-        let addr = addr.clone();
-        move || http(&addr, "GET", "/metrics")
-    })
-    .await
-    .unwrap();
-    assert_eq!(status, 200, "{text}");
+    // A task's slots go back just after its event; scrape until they have.
+    let scrape_deadline = Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let (status, text) = tokio::task::spawn_blocking({
+            let addr = addr.clone();
+            move || http(&addr, "GET", "/metrics")
+        })
+        .await
+        .unwrap();
+        assert_eq!(status, 200, "{text}");
+        if sample(&text, "wasq_queue_inflight", &[("queue", q.as_str())]) == Some(0.0)
+            || Instant::now() > scrape_deadline
+        {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     let q = q.as_str();
     let tasks = |t: &str, outcome: &str| {
         sample(
