@@ -173,10 +173,7 @@ impl Metrics {
 
     /// Records one finished task run.
     pub(crate) fn task(&self, event: &TaskEvent) {
-        let disposition = serde_json::to_value(event.disposition)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
+        let disposition = event.disposition.as_str().to_owned();
         self.tasks
             .get_or_create(&TaskLabels {
                 queue: event.queue.clone(),

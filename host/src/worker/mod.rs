@@ -346,6 +346,21 @@ impl Worker {
     }
 }
 
+impl Disposition {
+    /// The name `--json` output uses (snake case).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Disposition::Done => "done",
+            Disposition::Completed => "completed",
+            Disposition::Retry => "retry",
+            Disposition::Archived => "archived",
+            Disposition::Dropped => "dropped",
+            Disposition::Requeued => "requeued",
+            Disposition::LeaseLost => "lease_lost",
+        }
+    }
+}
+
 impl Shared {
     pub(crate) fn emit(&self, event: TaskEvent) {
         self.metrics.task(&event);

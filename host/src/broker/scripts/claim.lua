@@ -53,7 +53,6 @@ for _, i in ipairs(taken) do
   lease[#lease + 1] = ARGV[1]
   lease[#lease + 1] = id
   redis.call("HSET", key, "state", "active", "lease_owner", ARGV[2])
-  redis.call("HDEL", key, "pending_since")
   out[#out + 1] = id
   out[#out + 1] = redis.call("HGET", key, "msg") or ""
 end

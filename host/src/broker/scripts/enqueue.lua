@@ -21,8 +21,11 @@ end
 if ARGV[4] == "0" then
   redis.call("HSET", KEYS[1], "msg", ARGV[1], "state", "pending", "pending_since", ARGV[3])
   redis.call("LPUSH", KEYS[2], ARGV[2])
-  redis.call("LPUSH", KEYS[3], "1")
-  redis.call("LTRIM", KEYS[3], 0, 0)
+  -- One wake token at most, pushed only when none is waiting: under load
+  -- (no worker blocked on it) this costs a read, not a write.
+  if redis.call("LLEN", KEYS[3]) == 0 then
+    redis.call("LPUSH", KEYS[3], "1")
+  end
 else
   redis.call("HSET", KEYS[1], "msg", ARGV[1], "state", "scheduled")
   redis.call("ZADD", KEYS[2], ARGV[4], ARGV[2])

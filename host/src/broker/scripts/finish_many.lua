@@ -13,16 +13,29 @@
 local n = #ARGV - 2
 local out = {}
 local keys = {}
+local owned = {}
 for i = 1, n do
   local id = ARGV[2 + i]
   local owner = redis.call("HGET", KEYS[4 + i], "lease_owner")
-  if (owner == false or owner == ARGV[2]) and redis.call("ZREM", KEYS[2], id) == 1 then
+  -- A lease owned by this worker is present: every script that removes a
+  -- lease also clears its owner. Those leases go in one ZREM below.
+  local held = owner == ARGV[2]
+  if held then
+    owned[#owned + 1] = id
+  elseif owner == false then
+    -- A lease taken by a worker that does not record owners: held if present.
+    held = redis.call("ZREM", KEYS[2], id) == 1
+  end
+  if held then
     out[i] = 1
     redis.call("LREM", KEYS[1], -1, id)
     keys[#keys + 1] = KEYS[4 + i]
   else
     out[i] = 0
   end
+end
+if #owned > 0 then
+  redis.call("ZREM", KEYS[2], unpack(owned))
 end
 if #keys > 0 then
   redis.call("DEL", unpack(keys))

@@ -20,7 +20,10 @@ for i = 3, #ARGV do
   end
 end
 if moved > 0 then
-  redis.call("LPUSH", KEYS[3], "1")
-  redis.call("LTRIM", KEYS[3], 0, 0)
+  -- One wake token at most, pushed only when none is waiting: under load
+  -- (no worker blocked on it) this costs a read, not a write.
+  if redis.call("LLEN", KEYS[3]) == 0 then
+    redis.call("LPUSH", KEYS[3], "1")
+  end
 end
 return moved

@@ -20,6 +20,9 @@ redis.call("LREM", KEYS[1], 0, ARGV[1])
 redis.call("RPUSH", KEYS[3], ARGV[1])
 redis.call("HSET", KEYS[4], "state", "pending", "pending_since", ARGV[2])
 redis.call("HDEL", KEYS[4], "lease_owner")
-redis.call("LPUSH", KEYS[5], "1")
-redis.call("LTRIM", KEYS[5], 0, 0)
+-- One wake token at most, pushed only when none is waiting: under load
+-- (no worker blocked on it) this costs a read, not a write.
+if redis.call("LLEN", KEYS[5]) == 0 then
+  redis.call("LPUSH", KEYS[5], "1")
+end
 return 1
