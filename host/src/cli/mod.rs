@@ -91,7 +91,12 @@ struct ConfigArg {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(&cli.log, cli.log_json);
+    // One thread for wasq's own async work (Redis I/O, dispatch, acks,
+    // upkeep): it waits on Redis, not on the CPU. Guests run on the
+    // worker's own sandbox threads, one per core; a second I/O thread only
+    // adds cross-thread wake-ups (measured: see the README's Performance).
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()
     {
