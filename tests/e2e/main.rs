@@ -13,3 +13,4 @@ mod queue;
 mod sandbox;
 mod startup;
 mod support;
+mod tls;

@@ -53,12 +53,98 @@ fn free_port() -> u16 {
     }
 }
 
+/// A CA and a server certificate for 127.0.0.1 signed by it (made with the
+/// `openssl` command), for Redis over TLS.
+pub struct TlsFiles {
+    /// The CA certificate (PEM), what clients trust.
+    pub ca: PathBuf,
+    /// The server's certificate (PEM).
+    pub cert: PathBuf,
+    /// The server's key (PEM).
+    pub key: PathBuf,
+}
+
+impl TlsFiles {
+    /// Makes a fresh CA and server certificate in `dir`.
+    pub fn generate(dir: &Path) -> Self {
+        let run = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(dir)
+                .output()
+                .expect("running openssl");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        std::fs::write(
+            dir.join("server.ext"),
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+             keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth,clientAuth\n",
+        )
+        .unwrap();
+        run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=wasq test CA",
+        ]);
+        run(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ]);
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ]);
+        Self {
+            ca: dir.join("ca.pem"),
+            cert: dir.join("server.pem"),
+            key: dir.join("server.key"),
+        }
+    }
+}
+
 /// One `redis-server` process.
 pub struct RedisServer {
     /// Its port.
     pub port: u16,
     child: Child,
     dir: PathBuf,
+    /// The CA to trust when the server speaks only TLS.
+    tls_ca: Option<PathBuf>,
 }
 
 impl RedisServer {
@@ -75,12 +161,34 @@ impl RedisServer {
     /// Starts a server on `port` with its data in `base/<port>` (a restart
     /// on the same port finds its append-only file again).
     pub fn start_on(base: &Path, port: u16, cluster: bool) -> Self {
+        Self::start_with(base, port, cluster, None)
+    }
+
+    /// Starts a server that speaks only TLS (with `tls`'s certificate) on a
+    /// free port; in a cluster, the bus and replication use TLS too.
+    pub fn start_tls(base: &Path, cluster: bool, tls: &TlsFiles) -> Self {
+        Self::start_with(base, free_port(), cluster, Some(tls))
+    }
+
+    fn start_with(base: &Path, port: u16, cluster: bool, tls: Option<&TlsFiles>) -> Self {
         let dir = base.join(port.to_string());
         std::fs::create_dir_all(&dir).unwrap();
         let mut conf = format!(
             "port {port}\nbind 127.0.0.1\nprotected-mode no\ndir {}\nsave \"\"\nappendonly yes\nlogfile redis.log\n",
             dir.display()
         );
+        if let Some(tls) = tls {
+            conf = conf.replacen(&format!("port {port}\n"), "port 0\n", 1);
+            conf.push_str(&format!(
+                "tls-port {port}\ntls-cert-file {}\ntls-key-file {}\ntls-ca-cert-file {}\ntls-auth-clients no\n",
+                tls.cert.display(),
+                tls.key.display(),
+                tls.ca.display()
+            ));
+            if cluster {
+                conf.push_str("tls-cluster yes\ntls-replication yes\n");
+            }
+        }
         if cluster {
             conf.push_str(
                 "cluster-enabled yes\ncluster-config-file nodes.conf\ncluster-node-timeout 2000\nrepl-diskless-sync-delay 0\n",
@@ -94,18 +202,24 @@ impl RedisServer {
             .spawn()
             .expect("starting redis-server (scripts/setup installs it)");
         track(&child);
-        let server = Self { port, child, dir };
+        let server = Self {
+            port,
+            child,
+            dir,
+            tls_ca: tls.map(|t| t.ca.clone()),
+        };
         server.wait_until(|out| out.trim() == "PONG", &["PING"]);
         server
     }
 
     /// `redis-cli -p <port> <args>`.
     pub fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string()])
-            .args(args)
-            .output()
-            .expect("running redis-cli");
+        let mut cmd = Command::new("redis-cli");
+        cmd.args(["-p", &self.port.to_string()]);
+        if let Some(ca) = &self.tls_ca {
+            cmd.arg("--tls").arg("--cacert").arg(ca);
+        }
+        let out = cmd.args(args).output().expect("running redis-cli");
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -171,12 +285,28 @@ impl RedisCluster {
     /// Starts `masters` masters with `replicas` replicas each and waits for
     /// `cluster_state:ok` with every replica attached.
     pub fn start(masters: usize, replicas: usize) -> Self {
+        Self::start_with(masters, replicas, None)
+    }
+
+    /// Like [`start`](Self::start), every node speaking only TLS.
+    pub fn start_tls(masters: usize, replicas: usize, tls: &TlsFiles) -> Self {
+        Self::start_with(masters, replicas, Some(tls))
+    }
+
+    fn start_with(masters: usize, replicas: usize, tls: Option<&TlsFiles>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let nodes: Vec<RedisServer> = (0..masters * (1 + replicas))
-            .map(|_| RedisServer::start(dir.path(), true))
+            .map(|_| match tls {
+                Some(tls) => RedisServer::start_tls(dir.path(), true, tls),
+                None => RedisServer::start(dir.path(), true),
+            })
             .collect();
         let addrs: Vec<String> = nodes.iter().map(RedisServer::addr).collect();
-        let out = Command::new("redis-cli")
+        let mut create = Command::new("redis-cli");
+        if let Some(tls) = tls {
+            create.arg("--tls").arg("--cacert").arg(&tls.ca);
+        }
+        let out = create
             .arg("--cluster")
             .arg("create")
             .args(&addrs)

@@ -21,7 +21,8 @@ use serde::Deserialize;
 /// # or: url = "redis://127.0.0.1:6379/0"
 /// # username = "default"
 /// # password = "secret"
-/// # tls = false
+/// # tls = false                    # or give the CA that signed the servers' certificates:
+/// # tls_ca = "certs/redis-ca.pem"   # (implies TLS; default: the system's trust store)
 /// # Durable enqueues: wait until a replica has each task (Redis WAIT).
 /// # wait_replicas = 1
 /// # wait_timeout = "1s"
@@ -41,6 +42,10 @@ pub struct RedisConfig {
     /// Use TLS for cluster nodes (for a URL, use `rediss://`).
     #[serde(default)]
     pub tls: bool,
+    /// A PEM file with the CA certificate that signed the Redis servers'
+    /// certificates, when it is not in the system's trust store. Implies
+    /// TLS (for a URL, still write `rediss://`).
+    pub tls_ca: Option<std::path::PathBuf>,
     /// Durable enqueues: after writing tasks, wait until this many replicas
     /// of the queue's master have them (Redis `WAIT`), so a failover right
     /// after an enqueue cannot lose it. 0 (the default) does not wait:
@@ -97,7 +102,11 @@ impl RedisConfig {
     }
 
     fn node_url(&self, node: &str) -> String {
-        let scheme = if self.tls { "rediss" } else { "redis" };
+        let scheme = if self.tls || self.tls_ca.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
         if node.contains("://") {
             node.to_owned()
         } else {
@@ -109,6 +118,14 @@ impl RedisConfig {
 /// Errors connecting.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
+    /// The `tls_ca` file could not be read.
+    #[error("cannot read the TLS CA certificate {path}: {source}")]
+    TlsCa {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// Neither `cluster` nor `url` was given, or both.
     #[error("[redis] needs exactly one of `cluster = [...]` or `url = \"redis://...\"`")]
     Unconfigured,
@@ -153,6 +170,9 @@ impl Conn {
                 if let Some(password) = &config.password {
                     builder = builder.password(password);
                 }
+                if let Some(certs) = config.certificates()? {
+                    builder = builder.certs(certs);
+                }
                 let client = builder.build().map_err(|source| ConnectError::Redis {
                     target: target.clone(),
                     source,
@@ -179,7 +199,7 @@ impl Conn {
                     redis_settings = redis_settings.set_password(password);
                 }
                 info = info.set_redis_settings(redis_settings);
-                let client = redis::Client::open(info).map_err(|source| ConnectError::Redis {
+                let client = config.client(info).map_err(|source| ConnectError::Redis {
                     target: url.clone(),
                     source,
                 })?;
@@ -203,6 +223,32 @@ impl Conn {
 }
 
 impl RedisConfig {
+    /// The CA to trust, from `tls_ca`.
+    fn certificates(&self) -> Result<Option<redis::TlsCertificates>, ConnectError> {
+        let Some(path) = &self.tls_ca else {
+            return Ok(None);
+        };
+        let pem = std::fs::read(path).map_err(|source| ConnectError::TlsCa {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(Some(redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(pem),
+        }))
+    }
+
+    /// A client for one node, trusting `tls_ca` when given.
+    fn client(&self, info: redis::ConnectionInfo) -> redis::RedisResult<redis::Client> {
+        match self.certificates() {
+            Ok(Some(certs)) => redis::Client::build_with_tls(info, certs),
+            Ok(None) => redis::Client::open(info),
+            Err(e) => Err(redis::RedisError::from(std::io::Error::other(
+                e.to_string(),
+            ))),
+        }
+    }
+
     /// A pub/sub connection to the first node that answers (any node of a
     /// cluster hears every publish).
     pub async fn pubsub(&self) -> Result<redis::aio::PubSub, ConnectError> {
@@ -224,7 +270,7 @@ impl RedisConfig {
                     settings = settings.set_password(password);
                 }
                 info = info.set_redis_settings(settings);
-                redis::Client::open(info)?.get_async_pubsub().await
+                self.client(info)?.get_async_pubsub().await
             };
             match tokio::time::timeout(Duration::from_secs(2), attempt).await {
                 Ok(Ok(pubsub)) => return Ok(pubsub),

@@ -1,0 +1,115 @@
+//! Redis over TLS: a single Redis and a cluster that speak only TLS (bus and
+//! replication included), with a CA of the test's own given as `tls_ca`.
+//! The worker, the client and the CLI all go through it.
+
+use std::time::Duration;
+
+use wasq::worker::Disposition;
+use wasq::{Client, RedisConfig, TaskOptions};
+use wasq_tests::redis::{RedisCluster, RedisServer, TlsFiles};
+use wasq_tests::{TestConfig, run_wasq, unique_queue};
+
+use crate::support::*;
+
+fn tls_config(redis: &str, queue: &str) -> TestConfig {
+    let mut body = redis.to_owned();
+    body.push_str(&queue_sections(&[(queue, 1, None)]));
+    body.push_str(GUEST_TYPES);
+    TestConfig::new(&body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_redis_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = TlsFiles::generate(dir.path());
+    let redis = RedisServer::start_tls(dir.path(), false, &tls);
+    let url = format!("rediss://{}", redis.addr());
+    let q = unique_queue("tls-single");
+    let config = tls_config(
+        &format!(
+            "[redis]\nurl = {url:?}\ntls_ca = {:?}\n",
+            tls.ca.display().to_string()
+        ),
+        &q,
+    );
+    let mut worker = RunningWorker::start(&config).await;
+    let mut redis_config = RedisConfig::single(&url);
+    redis_config.tls_ca = Some(tls.ca.clone());
+    let client = Client::connect(&redis_config).await.unwrap();
+    let info = client
+        .enqueue(
+            payload(r#"{"do": "ok", "over": "tls"}"#),
+            TaskOptions::default().queue(&q),
+        )
+        .await
+        .unwrap();
+    let event = &worker.next(1, Duration::from_secs(15)).await[0];
+    assert_eq!(
+        (event.id.as_str(), event.disposition),
+        (info.id.as_str(), Disposition::Done)
+    );
+    // Without the CA the server's certificate is not trusted.
+    let err = match Client::connect(&RedisConfig::single(&url)).await {
+        Ok(_) => panic!("connected without trusting the test CA"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("cannot connect"), "{err}");
+    // The CLI reads `tls_ca` from the config.
+    let (code, out, err) = run_wasq(&[
+        "queue",
+        "inspect",
+        &q,
+        "--config",
+        &config.path.display().to_string(),
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("\"processed_total\": 1"), "{out}");
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = TlsFiles::generate(dir.path());
+    let cluster = {
+        let tls = TlsFiles {
+            ca: tls.ca.clone(),
+            cert: tls.cert.clone(),
+            key: tls.key.clone(),
+        };
+        tokio::task::spawn_blocking(move || RedisCluster::start_tls(3, 0, &tls))
+            .await
+            .unwrap()
+    };
+    let q = unique_queue("tls-cluster");
+    let mut redis = cluster.toml();
+    redis.push_str(&format!("tls_ca = {:?}\n", tls.ca.display().to_string()));
+    let config = tls_config(&redis, &q);
+    let mut worker = RunningWorker::start(&config).await;
+    let mut redis_config = cluster.redis_config();
+    redis_config.tls_ca = Some(tls.ca.clone());
+    let client = Client::connect(&redis_config).await.unwrap();
+    let info = client
+        .enqueue(
+            payload(r#"{"do": "ok", "over": "tls"}"#),
+            TaskOptions::default().queue(&q),
+        )
+        .await
+        .unwrap();
+    let event = &worker.next(1, Duration::from_secs(15)).await[0];
+    assert_eq!(
+        (event.id.as_str(), event.disposition),
+        (info.id.as_str(), Disposition::Done)
+    );
+    let (code, out, err) = run_wasq(&[
+        "queue",
+        "ls",
+        "--config",
+        &config.path.display().to_string(),
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&q), "{out}");
+    worker.stop().await;
+}
