@@ -65,7 +65,8 @@ enum Command {
     Enqueue(enqueue::Args),
     /// Inspect and control queues.
     Queue(queue::Args),
-    /// Counts by state per queue, processed and failed today.
+    /// Counts by state per queue, processed and failed today with the
+    /// error rate, and the cluster's state and known nodes.
     Stats(stats::Args),
     /// Inspect and act on tasks: ls, inspect, cancel, delete, archive, run,
     /// and deleteall, archiveall, runall per queue and state.

@@ -43,6 +43,11 @@ async fn run(broker: Broker, queue: Arc<QueueKeys>, mut rx: mpsc::UnboundedRecei
     let mut batch: Vec<Request> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.recv().await {
         batch.push(first);
+        // Let processors finishing at about the same time join this batch:
+        // one script call then acknowledges more tasks.
+        for _ in 0..3 {
+            tokio::task::yield_now().await;
+        }
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
                 Ok(next) => batch.push(next),
