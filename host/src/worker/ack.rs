@@ -11,6 +11,10 @@ use super::persist;
 use crate::broker::{Broker, QueueKeys};
 
 const MAX_BATCH: usize = 128;
+/// How often the acker yields before taking a batch. Measured with
+/// queue-bench: 3 took the drain from about 22k to 26-28k tasks/s; 6 and 12
+/// did about as well as 3.
+const ACK_YIELDS: usize = 6;
 
 type Request = (String, oneshot::Sender<bool>);
 
@@ -45,7 +49,7 @@ async fn run(broker: Broker, queue: Arc<QueueKeys>, mut rx: mpsc::UnboundedRecei
         batch.push(first);
         // Let processors finishing at about the same time join this batch:
         // one script call then acknowledges more tasks.
-        for _ in 0..3 {
+        for _ in 0..ACK_YIELDS {
             tokio::task::yield_now().await;
         }
         while batch.len() < MAX_BATCH {
