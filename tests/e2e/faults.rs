@@ -534,3 +534,82 @@ async fn a_redis_too_slow_to_renew_leases_never_gets_a_task_run_twice_at_once() 
         runs.len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durable_enqueues_are_refused_when_no_replica_confirms_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let master = RedisServer::start(dir.path(), false);
+    let replica = RedisServer::start(dir.path(), false);
+    assert_eq!(
+        replica
+            .cli(&["REPLICAOF", "127.0.0.1", &master.port.to_string()])
+            .trim(),
+        "OK"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !replica
+        .cli(&["INFO", "replication"])
+        .contains("master_link_status:up")
+    {
+        assert!(Instant::now() < deadline, "the replica never synced");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let url = format!("redis://{}", master.addr());
+    let config = RedisConfig::single(&url).durable(1, Duration::from_millis(300));
+    let client = Client::connect(&config).await.unwrap();
+    let q = unique_queue("durable");
+    client
+        .enqueue(payload(r#"{"do": "ok"}"#), TaskOptions::default().queue(&q))
+        .await
+        .expect("the replica confirms");
+
+    // The replica stops (SIGSTOP): the enqueue is written on the master but
+    // not confirmed, so it is not acknowledged.
+    let replica_pid = replica.pid() as i32;
+    // SAFETY: kill(2) on a redis-server this test started.
+    unsafe {
+        libc::kill(replica_pid, libc::SIGSTOP);
+    }
+    let started = Instant::now();
+    let err = client
+        .enqueue(
+            payload(r#"{"do": "ok", "n": 2}"#),
+            TaskOptions::default().queue(&q).task_id("unconfirmed"),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, wasq::EnqueueError::NotDurable { ref id, .. } if id == "unconfirmed"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("0 of 1 replicas"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    // SAFETY: as above.
+    unsafe {
+        libc::kill(replica_pid, libc::SIGCONT);
+    }
+    // Once the replica is back, retrying with the same id tells whether the
+    // first write survived: here it did (a conflict).
+    let again = client
+        .enqueue(
+            payload(r#"{"do": "ok", "n": 2}"#),
+            TaskOptions::default().queue(&q).task_id("unconfirmed"),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(again, wasq::EnqueueError::IdConflict { .. }),
+        "{again}"
+    );
+    client
+        .enqueue(
+            payload(r#"{"do": "ok", "n": 3}"#),
+            TaskOptions::default().queue(&q),
+        )
+        .await
+        .expect("confirmed again once the replica is back");
+}
