@@ -152,6 +152,30 @@ pub enum TaskState {
     Completed,
 }
 
+impl std::str::FromStr for TaskState {
+    type Err = String;
+
+    /// The names [`Display`](std::fmt::Display) writes, as stored in a task
+    /// hash's `state` field.
+    ///
+    /// ```
+    /// use wasq::TaskState;
+    /// assert_eq!("retry".parse::<TaskState>(), Ok(TaskState::Retry));
+    /// assert!("done".parse::<TaskState>().is_err());
+    /// ```
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "pending" => TaskState::Pending,
+            "active" => TaskState::Active,
+            "scheduled" => TaskState::Scheduled,
+            "retry" => TaskState::Retry,
+            "archived" => TaskState::Archived,
+            "completed" => TaskState::Completed,
+            other => return Err(format!("unknown task state {other:?}")),
+        })
+    }
+}
+
 impl std::fmt::Display for TaskState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let s = match self {

@@ -147,11 +147,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 stats.completed
             );
             println!("Latency:    {latency:.3}s (the oldest pending task's wait)");
-            let rate = if stats.processed_today > 0 {
-                stats.failed_today as f64 / stats.processed_today as f64 * 100.0
-            } else {
-                0.0
-            };
+            let rate = super::stats::error_rate(stats.processed_today, stats.failed_today);
             println!(
                 "Today:      {} processed, {} failed ({rate:.1} % error rate)",
                 stats.processed_today, stats.failed_today
@@ -189,11 +185,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 "Date", "Processed", "Failed", "Error rate"
             );
             for day in history {
-                let rate = if day.processed > 0 {
-                    day.failed as f64 / day.processed as f64 * 100.0
-                } else {
-                    0.0
-                };
+                let rate = super::stats::error_rate(day.processed, day.failed);
                 println!(
                     "{:<10}  {:>10}  {:>8}  {:>9.1}%",
                     day.date, day.processed, day.failed, rate

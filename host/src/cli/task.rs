@@ -228,7 +228,7 @@ async fn move_one(broker: &Broker, queue: &str, id: &str, action: Move) -> anyho
     let Some(task) = broker.task(queue, id).await? else {
         anyhow::bail!("no such task in queue {queue}");
     };
-    let state: TaskState = parse_state(&task.state)?;
+    let state: TaskState = task.state.parse().map_err(anyhow::Error::msg)?;
     let moved = broker
         .move_tasks(queue, state, action, &[id.to_owned()])
         .await?;
@@ -262,18 +262,6 @@ async fn all_of(a: AllOf, action: Move) -> anyhow::Result<ExitCode> {
         verb(action)
     );
     Ok(ExitCode::SUCCESS)
-}
-
-fn parse_state(s: &str) -> anyhow::Result<TaskState> {
-    Ok(match s {
-        "pending" => TaskState::Pending,
-        "active" => TaskState::Active,
-        "scheduled" => TaskState::Scheduled,
-        "retry" => TaskState::Retry,
-        "archived" => TaskState::Archived,
-        "completed" => TaskState::Completed,
-        other => anyhow::bail!("the task is in an unknown state {other:?}"),
-    })
 }
 
 /// Asks on the terminal, or requires `--yes` when stdin is not one.

@@ -137,20 +137,7 @@ struct TaskQuery {
 }
 
 fn parse_state(s: &str) -> Result<TaskState, ApiError> {
-    Ok(match s {
-        "pending" => TaskState::Pending,
-        "active" => TaskState::Active,
-        "scheduled" => TaskState::Scheduled,
-        "retry" => TaskState::Retry,
-        "archived" => TaskState::Archived,
-        "completed" => TaskState::Completed,
-        other => {
-            return Err(ApiError(
-                StatusCode::BAD_REQUEST,
-                format!("unknown state {other:?}"),
-            ));
-        }
-    })
+    s.parse().map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))
 }
 
 fn parse_move(s: &str) -> Result<Move, ApiError> {
