@@ -37,6 +37,23 @@ async fn task_exists(broker: &Broker, q: &str, id: &str) -> bool {
         .unwrap()
 }
 
+/// Waits up to 60 s until every id in `ids` is a completed task of `q`.
+async fn wait_completed(broker: &Broker, q: &str, ids: &[&str]) {
+    let keys = QueueKeys::new(q);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let completed: Vec<String> = broker.conn().zrange(keys.completed(), 0, -1).await.unwrap();
+        if ids.iter().all(|id| completed.iter().any(|c| c == id)) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{ids:?} not all completed: {completed:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 fn kept(q: &str) -> TaskOptions {
     TaskOptions::default()
         .queue(q)
@@ -329,22 +346,6 @@ async fn the_queue_master_fails_over_and_durable_enqueues_lose_nothing() {
     assert!(plain_acked > 100 && durable_acked > 100);
 }
 
-/// CPU seconds (user + system) a process has used so far.
-fn cpu_seconds(pid: i32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .unwrap()
-        .1
-        .split_whitespace()
-        .collect();
-    // Fields 14 and 15 (utime, stime) are at 11 and 12 after the name.
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    ticks as f64 / hz
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_gone_for_thirty_seconds_mid_run_is_survived() {
     let dir = tempfile::tempdir().unwrap();
@@ -377,7 +378,7 @@ async fn redis_gone_for_thirty_seconds_mid_run_is_survived() {
     })
     .await;
     redis.kill();
-    let cpu_before = cpu_seconds(worker.pid());
+    let cpu_before = wasq_tests::procfs::cpu_seconds(worker.pid() as u32);
     let log_before = std::fs::read_to_string(&log)
         .unwrap_or_default()
         .lines()
@@ -399,7 +400,7 @@ async fn redis_gone_for_thirty_seconds_mid_run_is_survived() {
         worker.child.0.try_wait().unwrap().is_none(),
         "the worker exited while Redis was away"
     );
-    let cpu = cpu_seconds(worker.pid()) - cpu_before;
+    let cpu = wasq_tests::procfs::cpu_seconds(worker.pid() as u32) - cpu_before;
     let log_text = std::fs::read_to_string(&log).unwrap_or_default();
     let log_lines = log_text.lines().count() - log_before;
     assert!(
@@ -421,18 +422,7 @@ async fn redis_gone_for_thirty_seconds_mid_run_is_survived() {
         .await
         .unwrap();
     let broker = client.broker();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let completed: Vec<String> = broker.conn().zrange(keys.completed(), 0, -1).await.unwrap();
-        if completed.contains(&across.id) && completed.contains(&fresh.id) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not completed after Redis returned: {completed:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_completed(broker, &q, &[&across.id, &fresh.id]).await;
     println!(
         "30 s without Redis: {cpu:.2} s of worker CPU, {log_lines} log lines; all tasks completed after it returned"
     );
@@ -488,15 +478,7 @@ async fn a_redis_too_slow_to_renew_leases_never_gets_a_task_run_twice_at_once() 
         "OK"
     );
     let broker = client.broker();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let completed: Vec<String> = broker.conn().zrange(keys.completed(), 0, -1).await.unwrap();
-        if completed.contains(&task.id) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the task never completed");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_completed(broker, &q, &[&task.id]).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let a_events = a.stop().await;
     let b_events = b.stop().await;

@@ -118,6 +118,7 @@ pub fn run_wasq(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+pub mod procfs;
 pub mod redis;
 
 /// A queue name unique to this test run, so tests can share one cluster.

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use futures::stream::{self, StreamExt};
 use wasq::broker::Broker;
 use wasq::{Client, Task, TaskOptions};
+use wasq_tests::procfs::{cpu_seconds, status_kib};
 use wasq_tests::redis::RedisCluster;
 use wasq_tests::{KillOnDrop, TestConfig};
 
@@ -90,7 +91,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut peak_rss = 0;
     loop {
         let done = processed(&broker, "bench-one").await + processed(&broker, "bench-batch").await;
-        peak_rss = peak_rss.max(rss_kib(worker.0.id()));
+        peak_rss = peak_rss.max(status_kib(worker.0.id(), "VmHWM"));
         if done >= total {
             break;
         }
@@ -102,7 +103,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let drain_secs = started.elapsed().as_secs_f64();
     let cpu_used = masters_cpu(&cluster, &queue_masters) - cpu_before;
-    let worker_cpu = cpu_secs(worker.0.id());
+    let worker_cpu = cpu_seconds(worker.0.id());
     if std::env::var_os("WASQ_BENCH_DEBUG").is_some() {
         for n in cluster
             .nodes
@@ -117,7 +118,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let scripts = masters_scripts(&cluster);
-    peak_rss = peak_rss.max(rss_kib(worker.0.id()));
+    peak_rss = peak_rss.max(status_kib(worker.0.id(), "VmHWM"));
     stop(&mut worker.0);
     let drain = total as f64 / drain_secs;
     for q in ["bench-one", "bench-batch"] {
@@ -321,40 +322,10 @@ fn masters_scripts(cluster: &RedisCluster) -> u64 {
         .sum()
 }
 
-/// User + system CPU seconds of a process.
-fn cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // Fields after the command name: utime is the 12th, stime the 13th.
-    (ticks(11) + ticks(12)) / 100.0
-}
-
 async fn processed(broker: &Broker, queue: &str) -> u64 {
     broker
         .stats(queue)
         .await
         .map(|s| s.processed_total)
-        .unwrap_or(0)
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
         .unwrap_or(0)
 }

@@ -19,6 +19,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use wasq::{Client, Task, TaskOptions};
+use wasq_tests::procfs::status_kib;
 use wasq_tests::redis::RedisCluster;
 use wasq_tests::{KillOnDrop, TestConfig};
 
@@ -80,7 +81,7 @@ fuel = 2_000_000
     let mut last_report = Instant::now();
     loop {
         let stats = broker.stats(QUEUE).await?;
-        let rss = rss_kib(pid);
+        let rss = status_kib(pid, "VmRSS");
         peak_rss = peak_rss.max(rss);
         let processed = stats.processed_total;
         if warm_rss.is_none() && processed >= tasks / 10 {
@@ -119,7 +120,7 @@ fuel = 2_000_000
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let secs = started.elapsed().as_secs_f64();
-    let end_rss = rss_kib(pid);
+    let end_rss = status_kib(pid, "VmRSS");
     // SAFETY: kill(2) with SIGTERM on the worker this run started.
     unsafe {
         libc::kill(pid as i32, libc::SIGTERM);
@@ -267,15 +268,4 @@ fn leftover_keys(cluster: &RedisCluster, queue: &str) -> Vec<String> {
         }
     }
     keys
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
 }
