@@ -9,6 +9,7 @@ mod examples;
 mod faults;
 mod hostile;
 mod inspect;
+mod leases;
 mod queue;
 mod sandbox;
 mod startup;

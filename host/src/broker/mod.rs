@@ -11,8 +11,9 @@
 //!
 //! Each arrow is one Lua script run atomically on the queue's node. Scripts
 //! that act on tasks found by a scan (claim, forward, expire) take ids the
-//! caller peeked at with a read, so every key a script touches is declared
-//! in KEYS, and they re-check each id inside the script.
+//! caller peeked at with a read (or, for a claim, the ids the previous claim
+//! returned as next in line), so every key a script touches is declared in
+//! KEYS, and they re-check each id inside the script.
 
 mod conn;
 mod inspect;
@@ -298,37 +299,63 @@ impl Broker {
     /// Claims up to `n` pending tasks of `queue` with a lease until
     /// `lease_expiry` (Unix seconds). Empty when the queue is empty or
     /// paused.
+    ///
+    /// `hint` carries the ids expected at the pending list's tail from one
+    /// claim to the next (oldest first): each claim returns the ids behind
+    /// the ones it took, so a worker draining a queue claims in one round
+    /// trip instead of a peek and a claim. An empty hint means peek first.
+    /// A stale hint (another worker took those tasks) costs one extra
+    /// round trip, never a wrong claim: the script re-checks every id.
     pub async fn claim(
         &self,
         queue: &QueueKeys,
         n: usize,
         lease_expiry: i64,
+        hint: &mut Vec<String>,
     ) -> Result<Vec<Claimed>, BrokerError> {
         let mut conn = self.conn.clone();
-        let ids: Vec<String> = conn.lrange(queue.pending(), -(n as isize), -1).await?;
-        if ids.is_empty() {
-            return Ok(Vec::new());
+        // A stale hint comes back fresh with nothing claimed: try again with
+        // it, a few times, before calling the queue empty.
+        for _ in 0..3 {
+            let ids: Vec<String> = if hint.is_empty() {
+                let mut peeked: Vec<String> =
+                    conn.lrange(queue.pending(), -(n as isize), -1).await?;
+                peeked.reverse();
+                peeked
+            } else {
+                let take = n.min(hint.len());
+                hint.drain(..take).collect()
+            };
+            hint.clear();
+            if ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut inv = scripts::CLAIM.prepare_invoke();
+            inv.key(queue.pending())
+                .key(queue.paused())
+                .key(queue.active())
+                .key(queue.lease())
+                .arg(lease_expiry)
+                .arg(&*self.owner)
+                .arg((2 * n).clamp(16, 64));
+            for id in &ids {
+                inv.key(queue.task(id)).arg(id);
+            }
+            let (flat, next): (Vec<Vec<u8>>, Vec<String>) = inv.invoke_async(&mut conn).await?;
+            // The hint lists the tail newest first; keep it oldest first.
+            hint.extend(next.into_iter().rev());
+            let mut claimed = Vec::with_capacity(flat.len() / 2);
+            let mut it = flat.into_iter();
+            while let (Some(id), Some(msg)) = (it.next(), it.next()) {
+                let id = String::from_utf8(id)
+                    .map_err(|_| BrokerError::Protocol("task id is not UTF-8".into()))?;
+                claimed.push(Claimed { id, msg });
+            }
+            if !claimed.is_empty() || hint.is_empty() {
+                return Ok(claimed);
+            }
         }
-        let mut inv = scripts::CLAIM.prepare_invoke();
-        inv.key(queue.pending())
-            .key(queue.paused())
-            .key(queue.active())
-            .key(queue.lease())
-            .arg(lease_expiry)
-            .arg(&*self.owner);
-        // The tail is the oldest: claim oldest first.
-        for id in ids.iter().rev() {
-            inv.key(queue.task(id)).arg(id);
-        }
-        let flat: Vec<Vec<u8>> = inv.invoke_async(&mut conn).await?;
-        let mut claimed = Vec::with_capacity(flat.len() / 2);
-        let mut it = flat.into_iter();
-        while let (Some(id), Some(msg)) = (it.next(), it.next()) {
-            let id = String::from_utf8(id)
-                .map_err(|_| BrokerError::Protocol("task id is not UTF-8".into()))?;
-            claimed.push(Claimed { id, msg });
-        }
-        Ok(claimed)
+        Ok(Vec::new())
     }
 
     /// Blocks up to `timeout` for a wake token of `queue` on `conn` (a
@@ -376,13 +403,15 @@ impl Broker {
     }
 
     /// Deletes many finished tasks of one queue in one call (tasks with no
-    /// retention and no unique lock). Per id: false when the lease was lost.
+    /// retention and no unique lock), each given with the lease expiry this
+    /// worker last wrote for it (at the claim or the last heartbeat that
+    /// succeeded). Per task: false when the lease was lost.
     pub async fn finish_many(
         &self,
         queue: &QueueKeys,
-        ids: &[String],
+        tasks: &[(String, i64)],
     ) -> Result<Vec<bool>, BrokerError> {
-        if ids.is_empty() {
+        if tasks.is_empty() {
             return Ok(Vec::new());
         }
         let mut inv = scripts::FINISH_MANY.prepare_invoke();
@@ -392,8 +421,8 @@ impl Broker {
             .key(queue.processed_total())
             .arg(stats_expiry())
             .arg(&*self.owner);
-        for id in ids {
-            inv.key(queue.task(id)).arg(id);
+        for (id, lease_expiry) in tasks {
+            inv.key(queue.task(id)).arg(id).arg(lease_expiry);
         }
         let mut conn = self.conn.clone();
         let done: Vec<i64> = inv.invoke_async(&mut conn).await?;

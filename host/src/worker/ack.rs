@@ -16,7 +16,9 @@ const MAX_BATCH: usize = 128;
 /// did about as well as 3.
 const ACK_YIELDS: usize = 6;
 
-type Request = (String, oneshot::Sender<bool>);
+/// A task id, the lease expiry this worker last wrote for it, and where
+/// the answer goes.
+type Request = (String, i64, oneshot::Sender<bool>);
 
 /// The sending side, one per queue.
 #[derive(Clone)]
@@ -32,11 +34,12 @@ impl Acker {
         (Self { tx }, handle)
     }
 
-    /// Acknowledges `id`; false when its lease was lost or Redis stayed
+    /// Acknowledges `id`, whose lease this worker last set to expire at
+    /// `lease_expiry`; false when its lease was lost or Redis stayed
     /// unreachable.
-    pub async fn finish(&self, id: String) -> bool {
+    pub async fn finish(&self, id: String, lease_expiry: i64) -> bool {
         let (tx, rx) = oneshot::channel();
-        if self.tx.send((id, tx)).is_err() {
+        if self.tx.send((id, lease_expiry, tx)).is_err() {
             return false;
         }
         rx.await.unwrap_or(false)
@@ -58,11 +61,14 @@ async fn run(broker: Broker, queue: Arc<QueueKeys>, mut rx: mpsc::UnboundedRecei
                 Err(_) => break,
             }
         }
-        let ids: Vec<String> = batch.iter().map(|(id, _)| id.clone()).collect();
-        let done = persist("acknowledging tasks", || broker.finish_many(&queue, &ids))
+        let tasks: Vec<(String, i64)> = batch
+            .iter()
+            .map(|(id, expiry, _)| (id.clone(), *expiry))
+            .collect();
+        let done = persist("acknowledging tasks", || broker.finish_many(&queue, &tasks))
             .await
-            .unwrap_or_else(|_| vec![false; ids.len()]);
-        for ((_, reply), ok) in batch.drain(..).zip(done) {
+            .unwrap_or_else(|_| vec![false; tasks.len()]);
+        for ((_, _, reply), ok) in batch.drain(..).zip(done) {
             let _ = reply.send(ok);
         }
     }

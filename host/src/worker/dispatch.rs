@@ -47,6 +47,9 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             tokio::task::yield_now().await;
         }
         let mut claimed_any = false;
+        // Whether a claim saw tasks it could not take (other workers won
+        // them): then look again at once instead of waiting for a wake.
+        let mut more_waiting = false;
         let mut first = Some(first);
         for queue in order(&shared) {
             let Ok(queue_permit) = queue.slots.clone().try_acquire_owned() else {
@@ -71,11 +74,15 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             }
             let want = global.num_permits();
             let leased_at = std::time::Instant::now();
-            let claimed = match shared
+            let lease_expiry = shared.lease_expiry();
+            let mut hint = std::mem::take(&mut *queue.hint.lock().expect("hint lock"));
+            let claimed = shared
                 .broker
-                .claim(&queue.keys, want, shared.lease_expiry())
-                .await
-            {
+                .claim(&queue.keys, want, lease_expiry, &mut hint)
+                .await;
+            more_waiting |= !hint.is_empty();
+            *queue.hint.lock().expect("hint lock") = hint;
+            let claimed = match claimed {
                 Ok(c) => {
                     backoff = Duration::ZERO;
                     c
@@ -105,14 +112,14 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                     shared.clone(),
                     queue.clone(),
                     task,
-                    leased_at,
+                    (leased_at, lease_expiry),
                     (g, l),
                 ));
             }
             break;
         }
         drop(first);
-        if !claimed_any {
+        if !claimed_any && !more_waiting {
             let _ = tokio::time::timeout(IDLE_POLL, shared.work.notified()).await;
         }
     }

@@ -168,6 +168,7 @@ async fn heartbeat(shared: &Shared) {
                     };
                     if held {
                         running.held_until = running.held_until.max(trusted);
+                        running.lease_expiry = expiry;
                     } else if running.fenced.is_none() {
                         tracing::warn!(
                             task_id = %id, queue = %queue,

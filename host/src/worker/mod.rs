@@ -105,6 +105,8 @@ pub(crate) struct QueueSlot {
     pub slots: Arc<Semaphore>,
     /// The queue's concurrency on this worker.
     pub cap: usize,
+    /// The ids the last claim saw next in line (see [`Broker::claim`]).
+    pub hint: std::sync::Mutex<Vec<String>>,
 }
 
 /// A task this worker is running.
@@ -114,6 +116,9 @@ pub(crate) struct Running {
     /// confirmed in Redis, less a safety margin. Past it, the task is
     /// stopped, since another worker may soon recover and start it.
     pub held_until: Instant,
+    /// The lease expiry (Unix seconds) this worker last wrote for the task
+    /// and saw succeed: the score its acknowledgement expects.
+    pub lease_expiry: i64,
     /// Why the worker stopped the task itself, if it did.
     pub fenced: Option<Fence>,
 }
@@ -232,6 +237,7 @@ impl Worker {
                     priority: priority.max(1),
                     slots: Arc::new(Semaphore::new(cap)),
                     cap,
+                    hint: Default::default(),
                 })
             })
             .collect();

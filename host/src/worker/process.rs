@@ -15,7 +15,7 @@ pub(crate) async fn run(
     shared: Arc<Shared>,
     queue: Arc<QueueSlot>,
     claimed: Claimed,
-    leased_at: Instant,
+    (leased_at, lease_expiry): (Instant, i64),
     permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
 ) {
     // Every log line about the task (retries of Redis writes included)
@@ -26,7 +26,11 @@ pub(crate) async fn run(
         queue = %queue.keys.name(),
         task_type = tracing::field::Empty
     );
-    tracing::Instrument::instrument(process(&shared, &queue, claimed, leased_at), span).await;
+    tracing::Instrument::instrument(
+        process(&shared, &queue, claimed, (leased_at, lease_expiry)),
+        span,
+    )
+    .await;
     // The queue's slot goes back before the global one: the other way
     // round, a dispatcher woken in between would find this queue still
     // full and skip it, which skews weighted priorities under load.
@@ -36,7 +40,12 @@ pub(crate) async fn run(
     shared.work.notify_one();
 }
 
-async fn process(shared: &Shared, queue: &QueueSlot, claimed: Claimed, leased_at: Instant) {
+async fn process(
+    shared: &Shared,
+    queue: &QueueSlot,
+    claimed: Claimed,
+    (leased_at, lease_expiry): (Instant, i64),
+) {
     let name = queue.keys.name().to_owned();
     let msg = match TaskMessage::decode(claimed.msg.as_slice()) {
         Ok(msg) if !msg.r#type.is_empty() && msg.id == claimed.id => msg,
@@ -87,6 +96,7 @@ async fn process(shared: &Shared, queue: &QueueSlot, claimed: Claimed, leased_at
             Running {
                 cancel: cancel.clone(),
                 held_until: leased_at + shared.trusted_lease(),
+                lease_expiry,
                 fenced: None,
             },
         );
@@ -115,13 +125,13 @@ async fn process(shared: &Shared, queue: &QueueSlot, claimed: Claimed, leased_at
         .sandbox
         .spawn(async move { runtime.execute(invocation).await })
         .await;
-    let fenced = shared
+    let (fenced, lease_expiry) = shared
         .inflight
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .get_mut(&name)
         .and_then(|m| m.remove(&msg.id))
-        .and_then(|r| r.fenced);
+        .map_or((None, lease_expiry), |r| (r.fenced, r.lease_expiry));
 
     let (outcome, fuel, micros, memory_peak) = match execution {
         Ok(run) => (
@@ -218,7 +228,7 @@ async fn process(shared: &Shared, queue: &QueueSlot, claimed: Claimed, leased_at
         Outcome::Success { result } => {
             event.result = Some(String::from_utf8_lossy(result).into_owned());
             if msg.retention == 0 && msg.unique_key.is_empty() {
-                match queue.acker.finish(msg.id.clone()).await {
+                match queue.acker.finish(msg.id.clone(), lease_expiry).await {
                     true => Disposition::Done,
                     false => Disposition::LeaseLost,
                 }
