@@ -1,9 +1,14 @@
 //! The queue benchmark: enqueue and drain rates, enqueue-to-start latency,
 //! worker memory and Redis CPU per task, on a local cluster of 3 masters
 //! with a replica each (appendonly on) started by the test harness.
-//! Redis's own ceiling is measured in the same run with `redis-benchmark`.
+//! Redis's own ceiling is measured in the same run with `redis-benchmark`,
+//! and BullMQ (`tests/bullmq/bench.mjs`) runs the same workload on the same
+//! cluster afterwards: the baseline the targets are ratios of.
 //!
-//! Run it with `scripts/bench` (builds the release binary first).
+//! Run it with `scripts/bench` (builds the release binary and installs the
+//! BullMQ driver's node modules first). `WASQ_BENCH_TASKS` sets the size,
+//! `WASQ_BENCH_QUICK=1` measures the drain only, `WASQ_BENCH_DEBUG=1` prints
+//! the masters' command statistics for the drain.
 
 use std::io::BufRead as _;
 use std::process::{Command, Stdio};
@@ -35,9 +40,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let master = cluster.master_of(0);
     let ceiling = redis_ceiling(master.port);
 
+    // WASQ_BENCH_QUICK=1: the drain figures only (both queues filled in
+    // batches, no latency run, no BullMQ run), for comparing builds.
+    let quick = std::env::var_os("WASQ_BENCH_QUICK").is_some();
+
     // Enqueue one by one: CALLERS concurrent callers, one task per call.
     let started = Instant::now();
-    let results: Vec<_> = stream::iter(0..tasks)
+    let results: Vec<_> = stream::iter(0..if quick { 0 } else { tasks })
         .map(|_| {
             client.enqueue(
                 Task::new("noop", b"{}".to_vec()),
@@ -52,21 +61,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Enqueue in batches of 1000, pipelined.
     let started = Instant::now();
-    for chunk in (0..tasks).collect::<Vec<_>>().chunks(1000) {
-        let batch = chunk
-            .iter()
-            .map(|_| {
-                (
-                    Task::new("noop", b"{}".to_vec()),
-                    TaskOptions::default().queue("bench-batch"),
-                )
-            })
-            .collect();
-        for r in client.enqueue_batch(batch).await {
-            r?;
-        }
-    }
+    enqueue_batched(&client, "bench-batch", tasks).await?;
     let batched = tasks as f64 / started.elapsed().as_secs_f64();
+    if quick {
+        enqueue_batched(&client, "bench-one", tasks).await?;
+    }
 
     // Drain both queues through the sandbox with `wasq worker`.
     let config = TestConfig::new(&format!(
@@ -78,6 +77,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     run(&wasq, &["check", "--config", &config_path]);
     // The Redis CPU that counts is that of the masters holding the queues.
     let queue_masters = queue_masters(&cluster, &["bench-one", "bench-batch"]);
+    let debug = std::env::var_os("WASQ_BENCH_DEBUG").is_some();
+    // Command statistics of the drain alone.
+    for n in &cluster.nodes {
+        n.cli(&["CONFIG", "RESETSTAT"]);
+    }
     let cpu_before = masters_cpu(&cluster, &queue_masters);
     let scripts_before = masters_scripts(&cluster);
     let started = Instant::now();
@@ -104,7 +108,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let drain_secs = started.elapsed().as_secs_f64();
     let cpu_used = masters_cpu(&cluster, &queue_masters) - cpu_before;
     let worker_cpu = cpu_seconds(worker.0.id());
-    if std::env::var_os("WASQ_BENCH_DEBUG").is_some() {
+    if debug {
         for n in cluster
             .nodes
             .iter()
@@ -118,6 +122,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let scripts = masters_scripts(&cluster);
+    let commands = commands_run(&cluster, &queue_masters);
     peak_rss = peak_rss.max(status_kib(worker.0.id(), "VmHWM"));
     stop(&mut worker.0);
     let drain = total as f64 / drain_secs;
@@ -135,6 +140,41 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             (tasks as u64, 0, 0, 0, 0, 0),
             "queue {q} was not processed exactly once: {s:?}"
         );
+    }
+
+    let cpu_us_per_task = cpu_used * 1e6 / total as f64;
+    println!(
+        "wasq queue benchmark: 3 masters + 3 replicas, appendonly yes, {tasks} no-op tasks per run"
+    );
+    println!(
+        "  redis-benchmark ceiling, one master, {CALLERS} clients: LPUSH {:.0}/s, RPOP {:.0}/s",
+        ceiling.0, ceiling.1
+    );
+    if !quick {
+        println!("  enqueue one by one ({CALLERS} concurrent callers): {one_by_one:>9.0} tasks/s");
+    }
+    println!("  enqueue batched (1000 per batch, pipelined):  {batched:>9.0} tasks/s");
+    println!(
+        "  drain through the wasm sandbox (concurrency {CALLERS}): {drain:>9.0} tasks/s ({:.0}% of the LPUSH+RPOP pair rate)",
+        100.0 * drain / (1.0 / (1.0 / ceiling.0 + 1.0 / ceiling.1))
+    );
+    println!("  exactly once: {total} processed, 0 failed, 0 left");
+    println!(
+        "  redis CPU per drained task on the queues' master ({} node): {cpu_us_per_task:.1} µs",
+        queue_masters.len()
+    );
+    println!(
+        "  worker CPU per drained task: {:.1} µs; Lua script calls per task: {:.2}",
+        worker_cpu * 1e6 / total as f64,
+        (scripts - scripts_before) as f64 / total as f64
+    );
+    println!(
+        "  redis commands run per drained task on that master, those inside scripts included: {:.2}",
+        commands as f64 / total as f64
+    );
+    println!("  worker peak RSS: {:.1} MiB", peak_rss as f64 / 1024.0);
+    if quick {
+        return Ok(());
     }
 
     // Enqueue-to-start latency at a fixed 500 tasks/s into an idle queue.
@@ -187,38 +227,103 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     latencies.sort_by(f64::total_cmp);
     let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
 
-    let cpu_us_per_task = cpu_used * 1e6 / total as f64;
-    println!(
-        "wasq queue benchmark: 3 masters + 3 replicas, appendonly yes, {tasks} no-op tasks per run"
-    );
-    println!(
-        "  redis-benchmark ceiling, one master, {CALLERS} clients: LPUSH {:.0}/s, RPOP {:.0}/s",
-        ceiling.0, ceiling.1
-    );
-    println!("  enqueue one by one ({CALLERS} concurrent callers): {one_by_one:>9.0} tasks/s");
-    println!("  enqueue batched (1000 per batch, pipelined):  {batched:>9.0} tasks/s");
-    println!(
-        "  drain through the wasm sandbox (concurrency {CALLERS}): {drain:>9.0} tasks/s ({:.0}% of the LPUSH+RPOP pair rate)",
-        100.0 * drain / (1.0 / (1.0 / ceiling.0 + 1.0 / ceiling.1))
-    );
-    println!("  exactly once: {total} processed, 0 failed, 0 left");
-    println!(
-        "  redis CPU per drained task on the queues' master ({} node): {cpu_us_per_task:.1} µs",
-        queue_masters.len()
-    );
-    println!(
-        "  worker CPU per drained task: {:.1} µs; Lua script calls per task: {:.2}",
-        worker_cpu * 1e6 / total as f64,
-        (scripts - scripts_before) as f64 / total as f64
-    );
-    println!("  worker peak RSS: {:.1} MiB", peak_rss as f64 / 1024.0);
     println!(
         "  enqueue-to-start latency at 500 tasks/s ({} tasks): p50 {:.2} ms, p99 {:.2} ms",
         latencies.len(),
         at(0.5),
         at(0.99)
     );
+
+    // BullMQ on the same cluster, in the same run: the baseline the issue's
+    // targets are set against (2x its rates, under 15/49 of its master CPU).
+    match bullmq(&cluster, tasks) {
+        Ok(b) => {
+            let num = |k: &str| b[k].as_f64().unwrap_or(f64::NAN);
+            println!(
+                "BullMQ {} on the same cluster, same run (no-op jobs; drained one queue at a time, concurrency {CALLERS}):",
+                b["bullmq"].as_str().unwrap_or("?")
+            );
+            println!(
+                "  enqueue one by one {:>9.0} jobs/s   wasq {:.2}x",
+                num("enqueue_one_per_s"),
+                one_by_one / num("enqueue_one_per_s")
+            );
+            println!(
+                "  enqueue bulk       {:>9.0} jobs/s   wasq {:.2}x",
+                num("enqueue_bulk_per_s"),
+                batched / num("enqueue_bulk_per_s")
+            );
+            println!(
+                "  drain              {:>9.0} jobs/s   wasq {:.2}x (target 2x)",
+                num("drain_per_s"),
+                drain / num("drain_per_s")
+            );
+            println!(
+                "  master CPU per job {:>9.1} µs       wasq {:.2}x (target 15/49 = 0.31x or less)",
+                num("master_cpu_us_per_job"),
+                cpu_us_per_task / num("master_cpu_us_per_job")
+            );
+        }
+        Err(why) => println!("BullMQ comparison skipped: {why}"),
+    }
     Ok(())
+}
+
+async fn enqueue_batched(
+    client: &Client,
+    queue: &str,
+    tasks: usize,
+) -> Result<(), Box<dyn std::error::Error>> {
+    for chunk in (0..tasks).collect::<Vec<_>>().chunks(1000) {
+        let batch = chunk
+            .iter()
+            .map(|_| {
+                (
+                    Task::new("noop", b"{}".to_vec()),
+                    TaskOptions::default().queue(queue),
+                )
+            })
+            .collect();
+        for r in client.enqueue_batch(batch).await {
+            r?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs `tests/bullmq/bench.mjs` against `cluster` and returns its JSON
+/// line, or why it could not run.
+fn bullmq(cluster: &RedisCluster, jobs: usize) -> Result<serde_json::Value, String> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bullmq");
+    if !dir.join("node_modules/bullmq").is_dir() {
+        return Err(format!(
+            "run `npm ci` in {} (scripts/bench does)",
+            dir.display()
+        ));
+    }
+    let nodes: Vec<String> = cluster.nodes.iter().map(|n| n.addr()).collect();
+    eprintln!("running BullMQ on the same cluster ...");
+    let out = Command::new("node")
+        .current_dir(&dir)
+        .args(["bench.mjs", "--nodes", &nodes.join(",")])
+        .args([
+            "--jobs",
+            &jobs.to_string(),
+            "--concurrency",
+            &CALLERS.to_string(),
+        ])
+        // One queue at a time at the full concurrency, as in the issue's
+        // reference run of BullMQ.
+        .args(["--drain", "sequential"])
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("node: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("bench.mjs failed ({})", out.status));
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(line).map_err(|e| format!("bench.mjs printed {line:?}: {e}"))
 }
 
 fn run(bin: &str, args: &[&str]) {
@@ -300,6 +405,31 @@ fn masters_cpu(cluster: &RedisCluster, ports: &[u16]) -> f64 {
 }
 
 /// EVALSHA + EVAL calls summed over the masters.
+/// Commands the masters on `ports` ran since their stats were reset (those
+/// run by scripts included): a count that, unlike CPU time, does not move
+/// with the machine's load.
+fn commands_run(cluster: &RedisCluster, ports: &[u16]) -> u64 {
+    cluster
+        .nodes
+        .iter()
+        .filter(|n| ports.contains(&n.port))
+        .flat_map(|n| {
+            n.cli(&["INFO", "commandstats"])
+                .lines()
+                .filter_map(|l| {
+                    l.strip_prefix("cmdstat_")?
+                        .split("calls=")
+                        .nth(1)?
+                        .split(',')
+                        .next()?
+                        .parse::<u64>()
+                        .ok()
+                })
+                .collect::<Vec<_>>()
+        })
+        .sum()
+}
+
 fn masters_scripts(cluster: &RedisCluster) -> u64 {
     cluster
         .nodes
