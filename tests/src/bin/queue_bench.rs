@@ -18,7 +18,7 @@ use futures::stream::{self, StreamExt};
 use wasq::broker::Broker;
 use wasq::{Client, Task, TaskOptions};
 use wasq_tests::procfs::{cpu_seconds, status_kib};
-use wasq_tests::redis::RedisCluster;
+use wasq_tests::redis::{RedisCluster, RedisServer};
 use wasq_tests::{KillOnDrop, TestConfig};
 
 const TASKS: usize = 100_000;
@@ -404,44 +404,43 @@ fn masters_cpu(cluster: &RedisCluster, ports: &[u16]) -> f64 {
         .sum()
 }
 
-/// EVALSHA + EVAL calls summed over the masters.
 /// Commands the masters on `ports` ran since their stats were reset (those
 /// run by scripts included): a count that, unlike CPU time, does not move
 /// with the machine's load.
 fn commands_run(cluster: &RedisCluster, ports: &[u16]) -> u64 {
-    cluster
-        .nodes
-        .iter()
-        .filter(|n| ports.contains(&n.port))
-        .flat_map(|n| {
-            n.cli(&["INFO", "commandstats"])
-                .lines()
-                .filter_map(|l| {
-                    l.strip_prefix("cmdstat_")?
-                        .split("calls=")
-                        .nth(1)?
-                        .split(',')
-                        .next()?
-                        .parse::<u64>()
-                        .ok()
-                })
-                .collect::<Vec<_>>()
-        })
-        .sum()
+    calls(cluster, |n| ports.contains(&n.port), |_| true)
 }
 
+/// EVALSHA + EVAL calls summed over the masters.
 fn masters_scripts(cluster: &RedisCluster) -> u64 {
+    calls(
+        cluster,
+        |n| n.cli(&["ROLE"]).starts_with("master"),
+        |command| command == "evalsha" || command == "eval",
+    )
+}
+
+/// Calls in `INFO commandstats`, summed over the nodes `node` picks and
+/// the commands `command` picks.
+fn calls(
+    cluster: &RedisCluster,
+    node: impl Fn(&RedisServer) -> bool,
+    command: impl Fn(&str) -> bool,
+) -> u64 {
     cluster
         .nodes
         .iter()
-        .filter(|n| n.cli(&["ROLE"]).starts_with("master"))
+        .filter(|n| node(n))
         .flat_map(|n| {
             n.cli(&["INFO", "commandstats"])
                 .lines()
-                .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
                 .filter_map(|l| {
-                    l.split("calls=")
-                        .nth(1)?
+                    let (name, stats) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+                    if !command(name) {
+                        return None;
+                    }
+                    stats
+                        .strip_prefix("calls=")?
                         .split(',')
                         .next()?
                         .parse::<u64>()
