@@ -15,28 +15,6 @@ pub struct Args {
 }
 
 /// A task state on the command line.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum State {
-    Pending,
-    Active,
-    Scheduled,
-    Retry,
-    Archived,
-    Completed,
-}
-
-impl From<State> for TaskState {
-    fn from(s: State) -> Self {
-        match s {
-            State::Pending => TaskState::Pending,
-            State::Active => TaskState::Active,
-            State::Scheduled => TaskState::Scheduled,
-            State::Retry => TaskState::Retry,
-            State::Archived => TaskState::Archived,
-            State::Completed => TaskState::Completed,
-        }
-    }
-}
 
 #[derive(Debug, clap::Subcommand)]
 enum Command {
@@ -49,7 +27,7 @@ enum Command {
         queue: String,
         /// The state.
         #[arg(long, short, value_enum, default_value = "pending")]
-        state: State,
+        state: TaskState,
         /// Page number, from 0.
         #[arg(long, default_value_t = 0)]
         page: usize,
@@ -123,7 +101,7 @@ struct AllOf {
     queue: String,
     /// The state.
     #[arg(long, short, value_enum)]
-    state: State,
+    state: TaskState,
     /// Do not ask for confirmation.
     #[arg(long, short)]
     yes: bool,
@@ -140,7 +118,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             json,
         } => {
             let broker = redis.connect().await?;
-            let tasks = broker.list_tasks(&queue, state.into(), page, size).await?;
+            let tasks = broker.list_tasks(&queue, state, page, size).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&tasks)?);
             } else {
@@ -239,7 +217,7 @@ async fn move_one(broker: &Broker, queue: &str, id: &str, action: Move) -> anyho
 }
 
 async fn all_of(a: AllOf, action: Move) -> anyhow::Result<ExitCode> {
-    let state: TaskState = a.state.into();
+    let state = a.state;
     if action != Move::Run {
         confirm(
             a.yes,
