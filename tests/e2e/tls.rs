@@ -18,6 +18,26 @@ fn tls_config(redis: &str, queue: &str) -> TestConfig {
     TestConfig::new(&body)
 }
 
+/// Starts a worker on `config`, enqueues a task into `queue` through a
+/// client on `redis`, and checks the worker runs it.
+async fn runs_a_task(config: &TestConfig, redis: &RedisConfig, queue: &str) -> RunningWorker {
+    let mut worker = RunningWorker::start(config).await;
+    let client = Client::connect(redis).await.unwrap();
+    let info = client
+        .enqueue(
+            payload(r#"{"do": "ok", "over": "tls"}"#),
+            TaskOptions::default().queue(queue),
+        )
+        .await
+        .unwrap();
+    let event = &worker.next(1, Duration::from_secs(15)).await[0];
+    assert_eq!(
+        (event.id.as_str(), event.disposition),
+        (info.id.as_str(), Disposition::Done)
+    );
+    worker
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_single_redis_over_tls() {
     let dir = tempfile::tempdir().unwrap();
@@ -32,22 +52,9 @@ async fn a_single_redis_over_tls() {
         ),
         &q,
     );
-    let mut worker = RunningWorker::start(&config).await;
     let mut redis_config = RedisConfig::single(&url);
     redis_config.tls_ca = Some(tls.ca.clone());
-    let client = Client::connect(&redis_config).await.unwrap();
-    let info = client
-        .enqueue(
-            payload(r#"{"do": "ok", "over": "tls"}"#),
-            TaskOptions::default().queue(&q),
-        )
-        .await
-        .unwrap();
-    let event = &worker.next(1, Duration::from_secs(15)).await[0];
-    assert_eq!(
-        (event.id.as_str(), event.disposition),
-        (info.id.as_str(), Disposition::Done)
-    );
+    let worker = runs_a_task(&config, &redis_config, &q).await;
     // Without the CA the server's certificate is not trusted.
     let err = match Client::connect(&RedisConfig::single(&url)).await {
         Ok(_) => panic!("connected without trusting the test CA"),
@@ -73,11 +80,7 @@ async fn a_cluster_over_tls() {
     let dir = tempfile::tempdir().unwrap();
     let tls = TlsFiles::generate(dir.path());
     let cluster = {
-        let tls = TlsFiles {
-            ca: tls.ca.clone(),
-            cert: tls.cert.clone(),
-            key: tls.key.clone(),
-        };
+        let tls = tls.clone();
         tokio::task::spawn_blocking(move || RedisCluster::start_tls(3, 0, &tls))
             .await
             .unwrap()
@@ -86,22 +89,9 @@ async fn a_cluster_over_tls() {
     let mut redis = cluster.toml();
     redis.push_str(&format!("tls_ca = {:?}\n", tls.ca.display().to_string()));
     let config = tls_config(&redis, &q);
-    let mut worker = RunningWorker::start(&config).await;
     let mut redis_config = cluster.redis_config();
     redis_config.tls_ca = Some(tls.ca.clone());
-    let client = Client::connect(&redis_config).await.unwrap();
-    let info = client
-        .enqueue(
-            payload(r#"{"do": "ok", "over": "tls"}"#),
-            TaskOptions::default().queue(&q),
-        )
-        .await
-        .unwrap();
-    let event = &worker.next(1, Duration::from_secs(15)).await[0];
-    assert_eq!(
-        (event.id.as_str(), event.disposition),
-        (info.id.as_str(), Disposition::Done)
-    );
+    let worker = runs_a_task(&config, &redis_config, &q).await;
     let (code, out, err) = run_wasq(&[
         "queue",
         "ls",

@@ -55,6 +55,7 @@ fn free_port() -> u16 {
 
 /// A CA and a server certificate for 127.0.0.1 signed by it (made with the
 /// `openssl` command), for Redis over TLS.
+#[derive(Clone)]
 pub struct TlsFiles {
     /// The CA certificate (PEM), what clients trust.
     pub ca: PathBuf,
