@@ -1,11 +1,12 @@
 //! Claims and acknowledgements at the broker level, with two workers
 //! (brokers with different owners) on one queue of the real cluster: a
 //! stale claim hint never takes a task twice, and a late acknowledgement
-//! never deletes a task whose lease another worker holds.
+//! never deletes a task whose lease another worker holds, and an
+//! acknowledgement that claims replacements acknowledges first.
 
 use prost::Message as _;
 use redis::AsyncCommands as _;
-use wasq::broker::{Claimed, QueueKeys, now_secs};
+use wasq::broker::{Claimed, QueueKeys, Refill, now_secs};
 use wasq::proto::TaskMessage;
 use wasq::{Client, TaskOptions};
 use wasq_tests::unique_queue;
@@ -159,4 +160,109 @@ async fn a_late_acknowledgement_never_takes_another_workers_lease() {
         (stats.active, stats.processed_total, stats.failed_total),
         (0, 4, 1)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledgement_claims_replacements_only_after_the_acks() {
+    let q = unique_queue("refill");
+    let client = cluster_client().await;
+    enqueue_ids(&client, &q, &["r0", "r1", "r2", "r3", "r4", "r5"]).await;
+    let keys = QueueKeys::new(&q);
+    let a = client.broker().with_owner("worker-a");
+    let mut conn = client.broker().conn();
+    let expiry = now_secs() + 30;
+    let mut hint = Vec::new();
+    let first = a.claim(&keys, 2, expiry, &mut hint).await.unwrap();
+    assert_eq!(ids(&first), ["r0", "r1"]);
+
+    // Two done, two claimed in the same call with the hint.
+    let done = vec![("r0".to_owned(), expiry), ("r1".to_owned(), expiry)];
+    let refill = Refill {
+        want: 2,
+        lease_expiry: expiry + 1,
+        hint: &mut hint,
+    };
+    let (acked, claimed) = a
+        .finish_many_and_claim(&keys, &done, Some(refill))
+        .await
+        .unwrap();
+    assert_eq!(acked, [true, true]);
+    assert_eq!(ids(&claimed), ["r2", "r3"]);
+    assert!(claimed.iter().all(|c| !c.msg.is_empty()));
+    assert_eq!(hint, ["r4", "r5"]);
+    let active: Vec<String> = conn.lrange(keys.active(), 0, -1).await.unwrap();
+    assert_eq!(active, ["r3", "r2"], "the acknowledged tasks left active");
+    let exists: bool = conn.exists(keys.task("r0")).await.unwrap();
+    assert!(!exists, "an acknowledged task is deleted");
+    let (state, owner): (String, String) = redis::cmd("HMGET")
+        .arg(keys.task("r2"))
+        .arg("state")
+        .arg("lease_owner")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!((state.as_str(), owner.as_str()), ("active", "worker-a"));
+    let lease: Option<i64> = conn.zscore(keys.lease(), "r3").await.unwrap();
+    assert_eq!(lease, Some(expiry + 1));
+
+    // A paused queue: the acks go through, nothing is claimed.
+    client.broker().pause(&q).await.unwrap();
+    let done = vec![("r2".to_owned(), expiry + 1), ("r3".to_owned(), expiry + 1)];
+    let refill = Refill {
+        want: 2,
+        lease_expiry: expiry + 1,
+        hint: &mut hint,
+    };
+    let (acked, claimed) = a
+        .finish_many_and_claim(&keys, &done, Some(refill))
+        .await
+        .unwrap();
+    assert_eq!(acked, [true, true]);
+    assert!(claimed.is_empty());
+    assert!(hint.is_empty());
+    let active: u64 = conn.llen(keys.active()).await.unwrap();
+    assert_eq!(active, 0);
+    client.broker().resume(&q).await.unwrap();
+
+    // No hint: nothing claimed, but a fresh hint comes back; with it, the
+    // rest is claimed.
+    let refill = Refill {
+        want: 2,
+        lease_expiry: expiry,
+        hint: &mut hint,
+    };
+    let (_, claimed) = a
+        .finish_many_and_claim(&keys, &[], Some(refill))
+        .await
+        .unwrap();
+    assert!(claimed.is_empty());
+    assert_eq!(hint, ["r4", "r5"]);
+    let refill = Refill {
+        want: 5,
+        lease_expiry: expiry,
+        hint: &mut hint,
+    };
+    let (_, claimed) = a
+        .finish_many_and_claim(&keys, &[], Some(refill))
+        .await
+        .unwrap();
+    assert_eq!(ids(&claimed), ["r4", "r5"]);
+    let pending: u64 = conn.llen(keys.pending()).await.unwrap();
+    assert_eq!(pending, 0);
+
+    // Out of order: r5 is not at active's tail, so it is removed alone.
+    let acked = a
+        .finish_many(&keys, &[("r5".to_owned(), expiry)])
+        .await
+        .unwrap();
+    assert_eq!(acked, [true]);
+    let active: Vec<String> = conn.lrange(keys.active(), 0, -1).await.unwrap();
+    assert_eq!(active, ["r4"]);
+    let acked = a
+        .finish_many(&keys, &[("r4".to_owned(), expiry)])
+        .await
+        .unwrap();
+    assert_eq!(acked, [true]);
+    let active: u64 = conn.llen(keys.active()).await.unwrap();
+    assert_eq!(active, 0);
 }

@@ -125,6 +125,30 @@ pub struct Claimed {
     pub msg: Vec<u8>,
 }
 
+/// What [`Broker::finish_many_and_claim`] claims after acknowledging.
+#[derive(Debug)]
+pub struct Refill<'a> {
+    /// At most this many tasks.
+    pub want: usize,
+    /// Their lease expiry, Unix seconds.
+    pub lease_expiry: i64,
+    /// The ids expected next in line, oldest first; replaced by the ids
+    /// seen behind the claimed ones (see [`Broker::claim`]).
+    pub hint: &'a mut Vec<String>,
+}
+
+/// Pairs a claim script's flat `id, msg, id, msg, ...` reply.
+fn claimed_tasks(flat: Vec<Vec<u8>>) -> Result<Vec<Claimed>, BrokerError> {
+    let mut claimed = Vec::with_capacity(flat.len() / 2);
+    let mut it = flat.into_iter();
+    while let (Some(id), Some(msg)) = (it.next(), it.next()) {
+        let id = String::from_utf8(id)
+            .map_err(|_| BrokerError::Protocol("task id is not UTF-8".into()))?;
+        claimed.push(Claimed { id, msg });
+    }
+    Ok(claimed)
+}
+
 /// The broker: a connection plus the scripts. Cheap to clone.
 ///
 /// A broker acts for one lease owner (a worker's server id): the leases it
@@ -344,13 +368,7 @@ impl Broker {
             let (flat, next): (Vec<Vec<u8>>, Vec<String>) = inv.invoke_async(&mut conn).await?;
             // The hint lists the tail newest first; keep it oldest first.
             hint.extend(next.into_iter().rev());
-            let mut claimed = Vec::with_capacity(flat.len() / 2);
-            let mut it = flat.into_iter();
-            while let (Some(id), Some(msg)) = (it.next(), it.next()) {
-                let id = String::from_utf8(id)
-                    .map_err(|_| BrokerError::Protocol("task id is not UTF-8".into()))?;
-                claimed.push(Claimed { id, msg });
-            }
+            let claimed = claimed_tasks(flat)?;
             if !claimed.is_empty() || hint.is_empty() {
                 return Ok(claimed);
             }
@@ -414,19 +432,59 @@ impl Broker {
         if tasks.is_empty() {
             return Ok(Vec::new());
         }
+        let (done, _) = self.finish_many_and_claim(queue, tasks, None).await?;
+        Ok(done)
+    }
+
+    /// [`finish_many`](Self::finish_many), then in the same script call
+    /// [`claim`](Self::claim) up to `refill.want` tasks to replace them, with
+    /// the ids `refill.hint` expects next in line (none are claimed when it is
+    /// empty, but a fresh hint comes back). The acknowledgements run first,
+    /// so the queue's `active` list never holds more of this worker's tasks
+    /// than the slots it had: a worker draining a queue pays one round trip
+    /// per batch instead of two.
+    pub async fn finish_many_and_claim(
+        &self,
+        queue: &QueueKeys,
+        tasks: &[(String, i64)],
+        refill: Option<Refill<'_>>,
+    ) -> Result<(Vec<bool>, Vec<Claimed>), BrokerError> {
         let mut inv = scripts::FINISH_MANY.prepare_invoke();
         inv.key(queue.active())
             .key(queue.lease())
             .key(queue.processed_on(&keys::utc_date(now_secs())))
             .key(queue.processed_total())
+            .key(queue.pending())
+            .key(queue.paused())
             .arg(stats_expiry())
-            .arg(&*self.owner);
+            .arg(&*self.owner)
+            .arg(tasks.len());
+        let (expiry, hint_size, ids) = match &refill {
+            Some(r) => {
+                let take = r.want.min(r.hint.len());
+                (r.lease_expiry, (2 * r.want).clamp(16, 64), &r.hint[..take])
+            }
+            None => (0, 0, &[][..]),
+        };
+        inv.arg(expiry).arg(hint_size);
         for (id, lease_expiry) in tasks {
             inv.key(queue.task(id)).arg(id).arg(lease_expiry);
         }
+        for id in ids {
+            inv.key(queue.task(id)).arg(id);
+        }
         let mut conn = self.conn.clone();
-        let done: Vec<i64> = inv.invoke_async(&mut conn).await?;
-        Ok(done.into_iter().map(|d| d == 1).collect())
+        let (done, flat, next): (Vec<i64>, Vec<Vec<u8>>, Vec<String>) =
+            inv.invoke_async(&mut conn).await?;
+        if let Some(r) = refill {
+            r.hint.clear();
+            // The hint lists the tail newest first; keep it oldest first.
+            r.hint.extend(next.into_iter().rev());
+        }
+        Ok((
+            done.into_iter().map(|d| d == 1).collect(),
+            claimed_tasks(flat)?,
+        ))
     }
 
     /// A task failed: move it to retry (at `score`) or to the archive,

@@ -12,12 +12,21 @@ macro_rules! script {
         pub(crate) static $name: LazyLock<Script> =
             LazyLock::new(|| Script::new(include_str!($file)));
     };
+    // A script that calls the claim step, which is prepended to it.
+    ($name:ident, $file:literal, with claim_step) => {
+        pub(crate) static $name: LazyLock<Script> = LazyLock::new(|| {
+            Script::new(concat!(
+                include_str!("scripts/claim_step.lua"),
+                include_str!($file)
+            ))
+        });
+    };
 }
 
 script!(ENQUEUE, "scripts/enqueue.lua");
-script!(CLAIM, "scripts/claim.lua");
+script!(CLAIM, "scripts/claim.lua", with claim_step);
 script!(FINISH, "scripts/finish.lua");
-script!(FINISH_MANY, "scripts/finish_many.lua");
+script!(FINISH_MANY, "scripts/finish_many.lua", with claim_step);
 script!(FAIL, "scripts/fail.lua");
 script!(DROP, "scripts/drop.lua");
 script!(REQUEUE, "scripts/requeue.lua");
