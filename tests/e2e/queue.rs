@@ -4,9 +4,11 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use prost::Message as _;
 use redis::AsyncCommands as _;
 use tokio::sync::mpsc;
 use wasq::broker::{Broker, QueueKeys};
+use wasq::proto::TaskMessage;
 use wasq::worker::Disposition;
 use wasq::{Client, EnqueueError, RedisConfig, Task, TaskOptions, TaskState};
 use wasq_tests::redis::{shared_cluster, shared_single};
@@ -415,6 +417,92 @@ async fn weighted_priorities_roughly_follow_their_weights() {
         (0.6..=0.9).contains(&share),
         "heavy queue share {share:.2}, expected about 0.75"
     );
+    worker.stop().await;
+}
+
+/// While a queue drains, its acker claims each finished batch's
+/// replacements itself, but only while every queue that could come first
+/// is known to be empty: work arriving in a higher-priority queue gets the
+/// next slots, whether its client pushed a wake token (wasq's) or not (an
+/// Asynq client's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_queue_yields_its_slots_when_a_higher_priority_queue_gets_work() {
+    let high = unique_queue("first");
+    let low = unique_queue("drain");
+    let config = config(
+        &[(&high, 2, None), (&low, 1, None)],
+        "[worker]\nconcurrency = 4\nstrict_priority = true\n",
+    );
+    let client = cluster_client().await;
+    client.broker().register_queue(&high).await.unwrap();
+    let backlog = (0..600)
+        .map(|i| {
+            (
+                payload(&format!(r#"{{"do": "nap", "ms": 10, "n": {i}}}"#)),
+                TaskOptions::default().queue(&low),
+            )
+        })
+        .collect();
+    for r in client.enqueue_batch(backlog).await {
+        r.unwrap();
+    }
+    let mut worker = RunningWorker::start(&config).await;
+    // The low queue is draining and refilling itself.
+    worker.next(40, Duration::from_secs(30)).await;
+
+    // Two tasks the way wasq's client enqueues them (with a wake token),
+    // two the way Asynq's does (hash and LPUSH, no token).
+    for _ in 0..2 {
+        client
+            .enqueue(
+                payload(r#"{"do": "ok"}"#),
+                TaskOptions::default().queue(&high),
+            )
+            .await
+            .unwrap();
+    }
+    let keys = QueueKeys::new(&high);
+    let mut conn = client.broker().conn();
+    for id in ["asynq-style-1", "asynq-style-2"] {
+        let msg = TaskMessage {
+            r#type: "noop".into(),
+            payload: b"{}".to_vec(),
+            id: id.into(),
+            queue: high.clone(),
+            retry: 25,
+            timeout: 1800,
+            ..Default::default()
+        };
+        let _: () = redis::pipe()
+            .hset_multiple(
+                keys.task(id),
+                &[("msg", msg.encode_to_vec()), ("state", b"pending".to_vec())],
+            )
+            .lpush(keys.pending(), id)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+
+    // Four slots at 10 ms a task: about 400 low tasks a second. The high
+    // tasks must start within a fraction of that, not after the backlog.
+    let mut low_meanwhile = 0;
+    let mut high_done = 0;
+    while high_done < 4 {
+        let event = &worker.next(1, Duration::from_secs(30)).await[0];
+        assert_eq!(event.disposition, Disposition::Done, "{event:?}");
+        if event.queue == high {
+            high_done += 1;
+        } else {
+            low_meanwhile += 1;
+        }
+    }
+    assert!(
+        low_meanwhile < 200,
+        "{low_meanwhile} low-priority tasks ran before the high-priority ones"
+    );
+    let left: u64 = conn.llen(QueueKeys::new(&low).pending()).await.unwrap();
+    assert!(left > 0, "the backlog drained first");
     worker.stop().await;
 }
 

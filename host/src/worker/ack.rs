@@ -1,14 +1,27 @@
-//! Batched acknowledgements: processors of one queue hand their finished
-//! task ids to the queue's acker, which deletes whatever has piled up in one
-//! script call (up to 128 ids), so Redis runs one script per batch instead
-//! of one per task.
+//! Batched acknowledgements, with refills.
+//!
+//! Processors of one queue hand their finished task ids to the queue's
+//! acker, together with the slots (permits) their tasks held. The acker
+//! deletes whatever has piled up in one script call (up to 128 ids), so
+//! Redis runs one script per batch instead of one per task.
+//!
+//! When the dispatcher would give those slots straight back to this queue
+//! (every queue that could come first was found empty a moment ago), the
+//! same script call that acknowledges the batch also claims tasks to replace
+//! it, and the acker starts them with the slots it holds: a worker draining
+//! a queue pays one round trip per batch instead of an acknowledgement and
+//! a claim. The acknowledgements run first in the script, so the queue's
+//! `active` list never holds more of this worker's tasks than its
+//! concurrency. Otherwise the slots go back to the dispatcher, which picks
+//! the next queue by priority.
 
 use std::sync::Arc;
+use std::time::Instant;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 
-use super::persist;
-use crate::broker::{Broker, QueueKeys};
+use super::{QueueSlot, Shared, persist, process};
+use crate::broker::Refill;
 
 const MAX_BATCH: usize = 128;
 /// How often the acker yields before taking a batch. Measured with
@@ -16,9 +29,17 @@ const MAX_BATCH: usize = 128;
 /// did about as well as 3.
 const ACK_YIELDS: usize = 6;
 
-/// A task id, the lease expiry this worker last wrote for it, and where
-/// the answer goes.
-type Request = (String, i64, oneshot::Sender<bool>);
+/// The slots a task held: the worker's (global) and its queue's.
+pub(crate) type Slots = (OwnedSemaphorePermit, OwnedSemaphorePermit);
+
+/// A finished task: its id, the lease expiry this worker last wrote for it,
+/// its slots, and where the answer goes.
+struct Request {
+    id: String,
+    lease_expiry: i64,
+    slots: Slots,
+    reply: oneshot::Sender<bool>,
+}
 
 /// The sending side, one per queue.
 #[derive(Clone)]
@@ -26,27 +47,36 @@ pub(crate) struct Acker {
     tx: mpsc::UnboundedSender<Request>,
 }
 
-impl Acker {
-    /// Starts the acker task of `queue`.
-    pub fn start(broker: Broker, queue: QueueKeys) -> (Self, tokio::task::JoinHandle<()>) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let handle = tokio::spawn(run(broker, Arc::new(queue), rx));
-        (Self { tx }, handle)
-    }
+/// The receiving side, handed to [`run`] when the worker starts.
+pub(crate) struct Inbox(mpsc::UnboundedReceiver<Request>);
 
+/// A queue's acker and its inbox.
+pub(crate) fn channel() -> (Acker, Inbox) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    (Acker { tx }, Inbox(rx))
+}
+
+impl Acker {
     /// Acknowledges `id`, whose lease this worker last set to expire at
-    /// `lease_expiry`; false when its lease was lost or Redis stayed
-    /// unreachable.
-    pub async fn finish(&self, id: String, lease_expiry: i64) -> bool {
-        let (tx, rx) = oneshot::channel();
-        if self.tx.send((id, lease_expiry, tx)).is_err() {
+    /// `lease_expiry`, and takes over its slots; false when its lease was
+    /// lost or Redis stayed unreachable.
+    pub async fn finish(&self, id: String, lease_expiry: i64, slots: Slots) -> bool {
+        let (reply, rx) = oneshot::channel();
+        let request = Request {
+            id,
+            lease_expiry,
+            slots,
+            reply,
+        };
+        if self.tx.send(request).is_err() {
             return false;
         }
         rx.await.unwrap_or(false)
     }
 }
 
-async fn run(broker: Broker, queue: Arc<QueueKeys>, mut rx: mpsc::UnboundedReceiver<Request>) {
+/// The acker of `queue`, until the worker aborts it.
+pub(crate) async fn run(shared: Arc<Shared>, queue: Arc<QueueSlot>, Inbox(mut rx): Inbox) {
     let mut batch: Vec<Request> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.recv().await {
         batch.push(first);
@@ -63,13 +93,97 @@ async fn run(broker: Broker, queue: Arc<QueueKeys>, mut rx: mpsc::UnboundedRecei
         }
         let tasks: Vec<(String, i64)> = batch
             .iter()
-            .map(|(id, expiry, _)| (id.clone(), *expiry))
+            .map(|r| (r.id.clone(), r.lease_expiry))
             .collect();
-        let done = persist("acknowledging tasks", || broker.finish_many(&queue, &tasks))
+        let mut slots = Vec::with_capacity(batch.len());
+        let mut replies = Vec::with_capacity(batch.len());
+        for request in batch.drain(..) {
+            slots.push(request.slots);
+            replies.push(request.reply);
+        }
+
+        let mut refilled = None;
+        if may_refill(&shared, &queue) {
+            let mut hint = queue.hint.lock().await;
+            let leased_at = Instant::now();
+            let lease_expiry = shared.lease_expiry();
+            let refill = Refill {
+                want: slots.len(),
+                lease_expiry,
+                hint: &mut hint,
+            };
+            match shared
+                .broker
+                .finish_many_and_claim(&queue.keys, &tasks, Some(refill))
+                .await
+            {
+                Ok((done, claimed)) => {
+                    if claimed.is_empty() && hint.is_empty() {
+                        queue.mark_empty();
+                    }
+                    refilled = Some((done, claimed, (leased_at, lease_expiry)));
+                }
+                Err(e) => {
+                    // Tasks it may have claimed before the reply was lost
+                    // come back when their lease expires.
+                    hint.clear();
+                    shared.metrics.redis_error();
+                    tracing::warn!(
+                        queue = queue.keys.name(),
+                        "acknowledging and refilling failed, acknowledging alone: {e}"
+                    );
+                }
+            }
+        }
+        let done = match refilled {
+            Some((done, claimed, lease)) => {
+                for task in claimed {
+                    let Some(task_slots) = slots.pop() else {
+                        unreachable!("claimed more tasks than slots")
+                    };
+                    tokio::spawn(process::run(
+                        shared.clone(),
+                        queue.clone(),
+                        task,
+                        lease,
+                        task_slots,
+                    ));
+                }
+                done
+            }
+            None => persist("acknowledging tasks", || {
+                shared.broker.finish_many(&queue.keys, &tasks)
+            })
             .await
-            .unwrap_or_else(|_| vec![false; tasks.len()]);
-        for ((_, _, reply), ok) in batch.drain(..).zip(done) {
+            .unwrap_or_else(|_| vec![false; tasks.len()]),
+        };
+        for (reply, ok) in replies.into_iter().zip(done) {
             let _ = reply.send(ok);
         }
+        if !slots.is_empty() {
+            for (global, local) in slots {
+                // The queue's slot first, as processors release them.
+                drop(local);
+                drop(global);
+            }
+            shared.work.notify_one();
+        }
     }
+}
+
+/// Whether the slots of tasks finished in `queue` may go straight to its
+/// next tasks: the dispatcher would give them to this queue anyway, because
+/// every queue that could come first (any other, under weighted priority;
+/// those of the same or a higher rank, under strict priority) was found
+/// empty a moment ago. When several queues have work, slots go back to the
+/// dispatcher, whose one draw per claim keeps the weights.
+fn may_refill(shared: &Shared, queue: &Arc<QueueSlot>) -> bool {
+    if shared.is_stopping() || queue.known_empty() {
+        return false;
+    }
+    shared.queues.iter().all(|other| {
+        Arc::ptr_eq(other, queue)
+            || (shared.settings.strict_priority && other.priority < queue.priority)
+            || other.known_empty()
+    })
 }

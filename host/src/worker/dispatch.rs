@@ -1,6 +1,8 @@
 //! Fetching: wait for a free slot, pick queues in priority order, claim as
 //! many tasks as there are free slots in one round trip, hand each to a
-//! processor. Idle queues cost one blocking read per second each.
+//! processor. Idle queues cost one blocking read per second each. While
+//! only one queue has work, its slots rarely come back here: the queue's
+//! acker passes them on (see [`super::ack`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -75,13 +77,22 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             let want = global.num_permits();
             let leased_at = std::time::Instant::now();
             let lease_expiry = shared.lease_expiry();
-            let mut hint = std::mem::take(&mut *queue.hint.lock().expect("hint lock"));
+            // One claim at a time per queue (the acker's refills included),
+            // so the hint is never stale because of this worker itself.
+            let mut hint = queue.hint.lock().await;
             let claimed = shared
                 .broker
                 .claim(&queue.keys, want, lease_expiry, &mut hint)
                 .await;
             more_waiting |= !hint.is_empty();
-            *queue.hint.lock().expect("hint lock") = hint;
+            if let Ok(c) = &claimed {
+                if c.is_empty() && hint.is_empty() {
+                    queue.mark_empty();
+                } else {
+                    queue.mark_busy();
+                }
+            }
+            drop(hint);
             let claimed = match claimed {
                 Ok(c) => {
                     backoff = Duration::ZERO;
@@ -178,7 +189,10 @@ pub(crate) async fn waker(shared: Arc<Shared>, queue: Arc<QueueSlot>) {
         }
         let c = conn.as_mut().expect("connected above");
         match Broker::wait_for_work(c, &queue.keys, IDLE_POLL).await {
-            Ok(true) => shared.work.notify_one(),
+            Ok(true) => {
+                queue.mark_busy();
+                shared.work.notify_one()
+            }
             Ok(false) => {}
             Err(e) => {
                 tracing::debug!(queue = queue.keys.name(), "waiting for work failed: {e}");

@@ -7,6 +7,9 @@
 //!     → claim up to the free slots in one script → spawn one processor per task
 //!  processor: decode TaskMessage → sandbox runtime (its own threads) → outcome
 //!     → finish | retry | archive | drop | requeue (shutdown) → release slots
+//!  acker (one per queue): acknowledges finished tasks in batches; when no
+//!     other queue could come first, the same script call claims their
+//!     replacements, which start with the finished tasks' slots
 //!  maintenance (own task): heartbeat leases + server registry, forward due
 //!     scheduled/retry, recover abandoned leases, expire completed tasks
 //! ```
@@ -23,7 +26,7 @@ pub mod usage;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -105,8 +108,45 @@ pub(crate) struct QueueSlot {
     pub slots: Arc<Semaphore>,
     /// The queue's concurrency on this worker.
     pub cap: usize,
-    /// The ids the last claim saw next in line (see [`Broker::claim`]).
-    pub hint: std::sync::Mutex<Vec<String>>,
+    /// The ids the last claim saw next in line (see [`Broker::claim`]),
+    /// locked for the whole of a claim: one claim at a time per queue.
+    pub hint: tokio::sync::Mutex<Vec<String>>,
+    /// When a claim last found the queue empty (or paused), as
+    /// milliseconds since [`CLOCK`] plus one; 0 once it had work again.
+    pub empty_at: AtomicU64,
+}
+
+/// How long a queue found empty is taken to be still empty, unless a wake
+/// token says otherwise sooner (tasks another client enqueued without one,
+/// an Asynq client's, are seen within this time).
+const EMPTY_FOR: Duration = Duration::from_millis(100);
+
+/// The monotonic clock behind [`QueueSlot::empty_at`].
+static CLOCK: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
+
+impl QueueSlot {
+    /// A claim found nothing to take.
+    pub fn mark_empty(&self) {
+        let now = CLOCK.elapsed().as_millis() as u64 + 1;
+        self.empty_at.store(now, Ordering::Relaxed);
+    }
+
+    /// Tasks were taken, or a wake token says some are pending.
+    pub fn mark_busy(&self) {
+        self.empty_at.store(0, Ordering::Relaxed);
+    }
+
+    /// Whether a claim found the queue empty within [`EMPTY_FOR`], and no
+    /// wake token came since.
+    pub fn known_empty(&self) -> bool {
+        match self.empty_at.load(Ordering::Relaxed) {
+            0 => false,
+            at => {
+                (CLOCK.elapsed().as_millis() as u64 + 1).saturating_sub(at)
+                    < EMPTY_FOR.as_millis() as u64
+            }
+        }
+    }
 }
 
 /// A task this worker is running.
@@ -157,7 +197,8 @@ pub(crate) struct Shared {
 pub struct Worker {
     shared: Arc<Shared>,
     sandbox_threads: Option<tokio::runtime::Runtime>,
-    ackers: Vec<tokio::task::JoinHandle<()>>,
+    /// The ackers' inboxes, one per queue in `shared.queues` order.
+    inboxes: Vec<ack::Inbox>,
 }
 
 impl Drop for Worker {
@@ -222,12 +263,12 @@ impl Worker {
         if queue_configs.is_empty() {
             queue_configs.insert(crate::task::DEFAULT_QUEUE.to_owned(), (1, None));
         }
-        let mut ackers = Vec::new();
+        let mut inboxes = Vec::new();
         let queues = queue_configs
             .into_iter()
             .map(|(name, (priority, cap))| {
-                let (acker, task) = ack::Acker::start(broker.clone(), QueueKeys::new(&name));
-                ackers.push(task);
+                let (acker, inbox) = ack::channel();
+                inboxes.push(inbox);
                 let cap = cap
                     .unwrap_or(settings.concurrency)
                     .min(settings.concurrency);
@@ -238,6 +279,7 @@ impl Worker {
                     slots: Arc::new(Semaphore::new(cap)),
                     cap,
                     hint: Default::default(),
+                    empty_at: AtomicU64::new(0),
                 })
             })
             .collect();
@@ -273,7 +315,7 @@ impl Worker {
                 usage: usage::Usage::default(),
             }),
             sandbox_threads: Some(sandbox_threads),
-            ackers,
+            inboxes,
         })
     }
 
@@ -299,9 +341,10 @@ impl Worker {
             "worker started"
         );
         let mut background = Vec::new();
-        for queue in &shared.queues {
+        for (queue, inbox) in shared.queues.iter().zip(self.inboxes.drain(..)) {
             shared.broker.register_queue(queue.keys.name()).await?;
             background.push(tokio::spawn(dispatch::waker(shared.clone(), queue.clone())));
+            background.push(tokio::spawn(ack::run(shared.clone(), queue.clone(), inbox)));
         }
         background.push(tokio::spawn(maintenance::run(shared.clone())));
         background.push(tokio::spawn(maintenance::cancels(shared.clone())));
@@ -340,7 +383,7 @@ impl Worker {
             let _ = tokio::time::timeout(Duration::from_secs(10), shared.global.acquire_many(all))
                 .await;
         }
-        for task in background.into_iter().chain(self.ackers.drain(..)) {
+        for task in background {
             task.abort();
         }
         if let Err(e) = shared.usage.flush(&shared.broker).await {

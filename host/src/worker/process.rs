@@ -3,20 +3,19 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use prost::Message as _;
-use tokio::sync::OwnedSemaphorePermit;
-
+use super::ack::Slots;
 use super::{Disposition, Fence, QueueSlot, Running, Shared, TaskEvent, persist};
 use crate::broker::{Claimed, now_secs};
 use crate::proto::TaskMessage;
 use crate::runtime::{Action, CancelToken, Failure, Invocation, Outcome, TrapCause};
+use prost::Message as _;
 
 pub(crate) async fn run(
     shared: Arc<Shared>,
     queue: Arc<QueueSlot>,
     claimed: Claimed,
     (leased_at, lease_expiry): (Instant, i64),
-    permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
+    slots: Slots,
 ) {
     // Every log line about the task (retries of Redis writes included)
     // carries its id and queue.
@@ -26,18 +25,28 @@ pub(crate) async fn run(
         queue = %queue.keys.name(),
         task_type = tracing::field::Empty
     );
+    // A task acknowledged in a batch hands its slots to the acker, which
+    // may start the next task with them; otherwise they go back here.
+    let mut slots = Some(slots);
     tracing::Instrument::instrument(
-        process(&shared, &queue, claimed, (leased_at, lease_expiry)),
+        process(
+            &shared,
+            &queue,
+            claimed,
+            (leased_at, lease_expiry),
+            &mut slots,
+        ),
         span,
     )
     .await;
-    // The queue's slot goes back before the global one: the other way
-    // round, a dispatcher woken in between would find this queue still
-    // full and skip it, which skews weighted priorities under load.
-    let (global, local) = permits;
-    drop(local);
-    drop(global);
-    shared.work.notify_one();
+    if let Some((global, local)) = slots {
+        // The queue's slot goes back before the global one: the other way
+        // round, a dispatcher woken in between would find this queue still
+        // full and skip it, which skews weighted priorities under load.
+        drop(local);
+        drop(global);
+        shared.work.notify_one();
+    }
 }
 
 async fn process(
@@ -45,6 +54,7 @@ async fn process(
     queue: &QueueSlot,
     claimed: Claimed,
     (leased_at, lease_expiry): (Instant, i64),
+    slots: &mut Option<Slots>,
 ) {
     let name = queue.keys.name().to_owned();
     let msg = match TaskMessage::decode(claimed.msg.as_slice()) {
@@ -227,8 +237,15 @@ async fn process(
         }
         Outcome::Success { result } => {
             event.result = Some(String::from_utf8_lossy(result).into_owned());
-            if msg.retention == 0 && msg.unique_key.is_empty() {
-                match queue.acker.finish(msg.id.clone(), lease_expiry).await {
+            if msg.retention == 0
+                && msg.unique_key.is_empty()
+                && let Some(slots) = slots.take()
+            {
+                match queue
+                    .acker
+                    .finish(msg.id.clone(), lease_expiry, slots)
+                    .await
+                {
                     true => Disposition::Done,
                     false => Disposition::LeaseLost,
                 }
