@@ -7,8 +7,10 @@
 //!
 //! Run it with `scripts/bench` (builds the release binary and installs the
 //! BullMQ driver's node modules first). `WASQ_BENCH_TASKS` sets the size,
-//! `WASQ_BENCH_QUICK=1` measures the drain only, `WASQ_BENCH_DEBUG=1` prints
-//! the masters' command statistics for the drain.
+//! `WASQ_BENCH_QUICK=1` measures the drain only (`=latency`: the latency
+//! only), `WASQ_BENCH_DEBUG=1` prints
+//! the masters' command statistics for the drain, `WASQ_BENCH_DRAIN=both`
+//! drains the two queues side by side instead of one at a time.
 
 use std::io::BufRead as _;
 use std::process::{Command, Stdio};
@@ -41,8 +43,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let ceiling = redis_ceiling(master.port);
 
     // WASQ_BENCH_QUICK=1: the drain figures only (both queues filled in
-    // batches, no latency run, no BullMQ run), for comparing builds.
+    // batches, no latency run, no BullMQ run), for comparing builds;
+    // WASQ_BENCH_QUICK=latency: the latency run only.
     let quick = std::env::var_os("WASQ_BENCH_QUICK").is_some();
+    if std::env::var("WASQ_BENCH_QUICK").is_ok_and(|v| v == "latency") {
+        return latency(&cluster, &client, &wasq).await;
+    }
 
     // Enqueue one by one: CALLERS concurrent callers, one task per call.
     let started = Instant::now();
@@ -67,7 +73,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         enqueue_batched(&client, "bench-one", tasks).await?;
     }
 
-    // Drain both queues through the sandbox with `wasq worker`.
+    // Drain both queues through the sandbox with `wasq worker`: one queue
+    // at a time, as BullMQ's drain below does (bench-one waits paused until
+    // bench-batch is done), or with WASQ_BENCH_DRAIN=both side by side.
+    let side_by_side = std::env::var("WASQ_BENCH_DRAIN").is_ok_and(|v| v == "both");
     let config = TestConfig::new(&format!(
         "{}\n[worker]\nconcurrency = {CALLERS}\nlease = \"30s\"\n[queues.bench-one]\n[queues.bench-batch]\n\
          [tasks.noop]\nmodule = \"{{examples}}/noop.wasm\"\n",
@@ -82,6 +91,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for n in &cluster.nodes {
         n.cli(&["CONFIG", "RESETSTAT"]);
     }
+    if !side_by_side {
+        broker.pause("bench-one").await?;
+    }
     let cpu_before = masters_cpu(&cluster, &queue_masters);
     let scripts_before = masters_scripts(&cluster);
     let started = Instant::now();
@@ -93,8 +105,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let total = 2 * tasks as u64;
     let mut peak_rss = 0;
+    let mut paused = !side_by_side;
     loop {
-        let done = processed(&broker, "bench-one").await + processed(&broker, "bench-batch").await;
+        let first = processed(&broker, "bench-batch").await;
+        if paused && first >= tasks as u64 {
+            broker.resume("bench-one").await?;
+            paused = false;
+        }
+        let done = processed(&broker, "bench-one").await + first;
         peak_rss = peak_rss.max(status_kib(worker.0.id(), "VmHWM"));
         if done >= total {
             break;
@@ -155,7 +173,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     println!("  enqueue batched (1000 per batch, pipelined):  {batched:>9.0} tasks/s");
     println!(
-        "  drain through the wasm sandbox (concurrency {CALLERS}): {drain:>9.0} tasks/s ({:.0}% of the LPUSH+RPOP pair rate)",
+        "  drain through the wasm sandbox (concurrency {CALLERS}, {}): {drain:>9.0} tasks/s ({:.0}% of the LPUSH+RPOP pair rate)",
+        if side_by_side {
+            "both queues side by side"
+        } else {
+            "one queue at a time"
+        },
         100.0 * drain / (1.0 / (1.0 / ceiling.0 + 1.0 / ceiling.1))
     );
     println!("  exactly once: {total} processed, 0 failed, 0 left");
@@ -177,16 +200,59 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Ok(());
     }
 
-    // Enqueue-to-start latency at a fixed 500 tasks/s into an idle queue.
+    latency(&cluster, &client, &wasq).await?;
+
+    // BullMQ on the same cluster, in the same run: the baseline the issue's
+    // targets are set against (2x its rates, under 15/49 of its master CPU).
+    match bullmq(&cluster, tasks) {
+        Ok(b) => {
+            let num = |k: &str| b[k].as_f64().unwrap_or(f64::NAN);
+            println!(
+                "BullMQ {} on the same cluster, same run (no-op jobs; drained one queue at a time, concurrency {CALLERS}):",
+                b["bullmq"].as_str().unwrap_or("?")
+            );
+            println!(
+                "  enqueue one by one {:>9.0} jobs/s   wasq {:.2}x",
+                num("enqueue_one_per_s"),
+                one_by_one / num("enqueue_one_per_s")
+            );
+            println!(
+                "  enqueue bulk       {:>9.0} jobs/s   wasq {:.2}x",
+                num("enqueue_bulk_per_s"),
+                batched / num("enqueue_bulk_per_s")
+            );
+            println!(
+                "  drain              {:>9.0} jobs/s   wasq {:.2}x (target 2x)",
+                num("drain_per_s"),
+                drain / num("drain_per_s")
+            );
+            println!(
+                "  master CPU per job {:>9.1} µs       wasq {:.2}x (target 15/49 = 0.31x or less)",
+                num("master_cpu_us_per_job"),
+                cpu_us_per_task / num("master_cpu_us_per_job")
+            );
+        }
+        Err(why) => println!("BullMQ comparison skipped: {why}"),
+    }
+    Ok(())
+}
+
+/// Enqueue-to-start latency at a fixed 500 tasks/s into an idle queue,
+/// printed as p50 and p99.
+async fn latency(
+    cluster: &RedisCluster,
+    client: &Client,
+    wasq: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
     let latency = TestConfig::new(&format!(
         "{}\n[worker]\nconcurrency = {CALLERS}\n[queues.bench-latency]\n\
          [tasks.started]\nmodule = \"{{guests}}/misbehave.wasm\"\n",
         cluster.toml()
     ));
     let latency_path = latency.path.display().to_string();
-    run(&wasq, &["check", "--config", &latency_path]);
+    run(wasq, &["check", "--config", &latency_path]);
     let mut worker = KillOnDrop(
-        Command::new(&wasq)
+        Command::new(wasq)
             .args(["worker", "--json", "--config", &latency_path])
             .stdout(Stdio::piped())
             .spawn()?,
@@ -233,39 +299,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         at(0.5),
         at(0.99)
     );
-
-    // BullMQ on the same cluster, in the same run: the baseline the issue's
-    // targets are set against (2x its rates, under 15/49 of its master CPU).
-    match bullmq(&cluster, tasks) {
-        Ok(b) => {
-            let num = |k: &str| b[k].as_f64().unwrap_or(f64::NAN);
-            println!(
-                "BullMQ {} on the same cluster, same run (no-op jobs; drained one queue at a time, concurrency {CALLERS}):",
-                b["bullmq"].as_str().unwrap_or("?")
-            );
-            println!(
-                "  enqueue one by one {:>9.0} jobs/s   wasq {:.2}x",
-                num("enqueue_one_per_s"),
-                one_by_one / num("enqueue_one_per_s")
-            );
-            println!(
-                "  enqueue bulk       {:>9.0} jobs/s   wasq {:.2}x",
-                num("enqueue_bulk_per_s"),
-                batched / num("enqueue_bulk_per_s")
-            );
-            println!(
-                "  drain              {:>9.0} jobs/s   wasq {:.2}x (target 2x)",
-                num("drain_per_s"),
-                drain / num("drain_per_s")
-            );
-            println!(
-                "  master CPU per job {:>9.1} µs       wasq {:.2}x (target 15/49 = 0.31x or less)",
-                num("master_cpu_us_per_job"),
-                cpu_us_per_task / num("master_cpu_us_per_job")
-            );
-        }
-        Err(why) => println!("BullMQ comparison skipped: {why}"),
-    }
     Ok(())
 }
 
