@@ -102,9 +102,18 @@ pub(crate) async fn run(shared: Arc<Shared>, queue: Arc<QueueSlot>, Inbox(mut rx
             replies.push(request.reply);
         }
 
+        // Refill only with ids to claim in hand (the hint): the tasks of a
+        // queue that runs dry go through the dispatcher, so the acker never
+        // holds the hint lock across a round trip it would wait on.
         let mut refilled = None;
+        let mut hint = None;
         if may_refill(&shared, &queue) {
-            let mut hint = queue.hint.lock().await;
+            let locked = queue.hint.lock().await;
+            if !locked.is_empty() {
+                hint = Some(locked);
+            }
+        }
+        if let Some(mut hint) = hint {
             let leased_at = Instant::now();
             let lease_expiry = shared.lease_expiry();
             let refill = Refill {
