@@ -102,9 +102,10 @@ pub(crate) async fn run(shared: Arc<Shared>, queue: Arc<QueueSlot>, Inbox(mut rx
             replies.push(request.reply);
         }
 
-        // Refill only with ids to claim in hand (the hint): the tasks of a
-        // queue that runs dry go through the dispatcher, so the acker never
-        // holds the hint lock across a round trip it would wait on.
+        // Refill only with ids to claim in hand (the hint). A queue that
+        // has run dry goes through the dispatcher, which peeks first, and
+        // the acker does not hold the claim lock for a call that could
+        // claim nothing.
         let mut refilled = None;
         let mut hint = None;
         if may_refill(&shared, &queue) {
