@@ -6,7 +6,7 @@
 
 use prost::Message as _;
 use redis::AsyncCommands as _;
-use wasq::broker::{Claimed, QueueKeys, Refill, now_secs};
+use wasq::broker::{Broker, Claimed, QueueKeys, Refill, now_secs};
 use wasq::proto::TaskMessage;
 use wasq::{Client, TaskOptions};
 use wasq_tests::unique_queue;
@@ -23,6 +23,27 @@ async fn enqueue_ids(client: &Client, queue: &str, ids: &[&str]) {
             .await
             .unwrap();
     }
+}
+
+/// Acknowledges `done` (ids with the lease expiry last written) and claims
+/// up to `want` replacements with `hint`, leased until `lease_expiry`.
+async fn ack_and_claim(
+    broker: &Broker,
+    keys: &QueueKeys,
+    done: &[(&str, i64)],
+    (want, lease_expiry): (usize, i64),
+    hint: &mut Vec<String>,
+) -> (Vec<bool>, Vec<Claimed>) {
+    let done: Vec<(String, i64)> = done.iter().map(|(id, e)| ((*id).to_owned(), *e)).collect();
+    let refill = Refill {
+        want,
+        lease_expiry,
+        hint,
+    };
+    broker
+        .finish_many_and_claim(keys, &done, Some(refill))
+        .await
+        .unwrap()
 }
 
 fn ids(claimed: &[Claimed]) -> Vec<String> {
@@ -176,16 +197,14 @@ async fn an_acknowledgement_claims_replacements_only_after_the_acks() {
     assert_eq!(ids(&first), ["r0", "r1"]);
 
     // Two done, two claimed in the same call with the hint.
-    let done = vec![("r0".to_owned(), expiry), ("r1".to_owned(), expiry)];
-    let refill = Refill {
-        want: 2,
-        lease_expiry: expiry + 1,
-        hint: &mut hint,
-    };
-    let (acked, claimed) = a
-        .finish_many_and_claim(&keys, &done, Some(refill))
-        .await
-        .unwrap();
+    let (acked, claimed) = ack_and_claim(
+        &a,
+        &keys,
+        &[("r0", expiry), ("r1", expiry)],
+        (2, expiry + 1),
+        &mut hint,
+    )
+    .await;
     assert_eq!(acked, [true, true]);
     assert_eq!(ids(&claimed), ["r2", "r3"]);
     assert!(claimed.iter().all(|c| !c.msg.is_empty()));
@@ -207,16 +226,14 @@ async fn an_acknowledgement_claims_replacements_only_after_the_acks() {
 
     // A paused queue: the acks go through, nothing is claimed.
     client.broker().pause(&q).await.unwrap();
-    let done = vec![("r2".to_owned(), expiry + 1), ("r3".to_owned(), expiry + 1)];
-    let refill = Refill {
-        want: 2,
-        lease_expiry: expiry + 1,
-        hint: &mut hint,
-    };
-    let (acked, claimed) = a
-        .finish_many_and_claim(&keys, &done, Some(refill))
-        .await
-        .unwrap();
+    let (acked, claimed) = ack_and_claim(
+        &a,
+        &keys,
+        &[("r2", expiry + 1), ("r3", expiry + 1)],
+        (2, expiry + 1),
+        &mut hint,
+    )
+    .await;
     assert_eq!(acked, [true, true]);
     assert!(claimed.is_empty());
     assert!(hint.is_empty());
@@ -226,26 +243,10 @@ async fn an_acknowledgement_claims_replacements_only_after_the_acks() {
 
     // No hint: nothing claimed, but a fresh hint comes back; with it, the
     // rest is claimed.
-    let refill = Refill {
-        want: 2,
-        lease_expiry: expiry,
-        hint: &mut hint,
-    };
-    let (_, claimed) = a
-        .finish_many_and_claim(&keys, &[], Some(refill))
-        .await
-        .unwrap();
+    let (_, claimed) = ack_and_claim(&a, &keys, &[], (2, expiry), &mut hint).await;
     assert!(claimed.is_empty());
     assert_eq!(hint, ["r4", "r5"]);
-    let refill = Refill {
-        want: 5,
-        lease_expiry: expiry,
-        hint: &mut hint,
-    };
-    let (_, claimed) = a
-        .finish_many_and_claim(&keys, &[], Some(refill))
-        .await
-        .unwrap();
+    let (_, claimed) = ack_and_claim(&a, &keys, &[], (5, expiry), &mut hint).await;
     assert_eq!(ids(&claimed), ["r4", "r5"]);
     let pending: u64 = conn.llen(keys.pending()).await.unwrap();
     assert_eq!(pending, 0);

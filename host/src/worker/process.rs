@@ -3,12 +3,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use prost::Message as _;
+
 use super::ack::Slots;
 use super::{Disposition, Fence, QueueSlot, Running, Shared, TaskEvent, persist};
 use crate::broker::{Claimed, now_secs};
 use crate::proto::TaskMessage;
 use crate::runtime::{Action, CancelToken, Failure, Invocation, Outcome, TrapCause};
-use prost::Message as _;
 
 pub(crate) async fn run(
     shared: Arc<Shared>,
