@@ -127,6 +127,11 @@ impl Client {
 
     /// Enqueues one task. In durable mode (`wait_replicas` in the
     /// [`RedisConfig`]) it returns once the queue's replicas have it.
+    ///
+    /// Calls made at the same time into one queue (from many tasks of a web
+    /// service, say) share one script call on Redis: a lone call goes out
+    /// at once, and calls arriving while others are on the wire ride the
+    /// next one. Each still gets its own outcome.
     pub async fn enqueue(
         &self,
         task: Task,
@@ -140,8 +145,9 @@ impl Client {
         Ok(info)
     }
 
-    /// Enqueues many tasks; requests go out together and are pipelined on
-    /// each node's connection. Results are in input order. In durable mode
+    /// Enqueues many tasks; the tasks of one queue go out together, up to
+    /// 256 per script call, and the calls are pipelined on each node's
+    /// connection. Results are in input order. In durable mode
     /// one `WAIT` per queue confirms the whole batch.
     pub async fn enqueue_batch(
         &self,

@@ -11,7 +11,7 @@ use wasq::broker::{Broker, QueueKeys};
 use wasq::proto::TaskMessage;
 use wasq::worker::Disposition;
 use wasq::{Client, EnqueueError, RedisConfig, Task, TaskOptions, TaskState};
-use wasq_tests::redis::{shared_cluster, shared_single};
+use wasq_tests::redis::{RedisServer, shared_cluster, shared_single};
 use wasq_tests::{TestConfig, run_wasq, unique_queue};
 
 use crate::support::*;
@@ -280,6 +280,119 @@ async fn unique_tasks_and_task_ids_reject_duplicates() {
         other => panic!("expected an id conflict, got {other:?}"),
     }
     assert_eq!(client.broker().stats(&q).await.unwrap().pending, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_enqueues_share_script_calls_and_each_gets_its_own_outcome() {
+    // On a Redis of its own, so its command counts are this test's alone.
+    let dir = tempfile::tempdir().unwrap();
+    let redis = RedisServer::start(dir.path(), false);
+    let single = Client::connect(&RedisConfig::single(&format!("redis://{}", redis.addr())))
+        .await
+        .unwrap();
+    let q = unique_queue("group");
+    let tasks = 400;
+    // A sequential caller's tasks keep their order among the others'.
+    tokio::join!(enqueue_mixed(&single, &q, tasks), async {
+        for i in 0..20 {
+            single
+                .enqueue(
+                    payload(r#"{"do": "ok"}"#),
+                    TaskOptions::default()
+                        .queue(&q)
+                        .task_id(format!("seq-{i:02}")),
+                )
+                .await
+                .unwrap();
+        }
+    });
+    let stats = single.broker().stats(&q).await.unwrap();
+    assert_eq!((stats.pending, stats.scheduled), (102 + 20, 100));
+    let pending = redis.cli(&["LRANGE", &QueueKeys::new(&q).pending(), "0", "-1"]);
+    let in_pop_order: Vec<&str> = pending
+        .lines()
+        .rev()
+        .filter(|id| id.starts_with("seq-"))
+        .collect();
+    let expected: Vec<String> = (0..20).map(|i| format!("seq-{i:02}")).collect();
+    assert_eq!(in_pop_order, expected);
+    // 420 enqueues took far fewer script calls.
+    let commandstats = redis.cli(&["INFO", "commandstats"]);
+    let calls: u64 = commandstats
+        .lines()
+        .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+        .filter_map(|l| {
+            l.split("calls=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum();
+    assert!(
+        (1..=tasks as u64 / 4).contains(&calls),
+        "{calls} script calls for {tasks} concurrent enqueues"
+    );
+
+    // The same outcomes on the cluster.
+    let q = unique_queue("group");
+    let cluster = cluster_client().await;
+    enqueue_mixed(&cluster, &q, tasks).await;
+    let stats = cluster.broker().stats(&q).await.unwrap();
+    assert_eq!((stats.pending, stats.scheduled), (102, 100));
+}
+
+/// Enqueues `n` tasks into `q` from 64 concurrent callers, a quarter each
+/// plain, sharing one task id, unique with one payload, and scheduled, and
+/// checks each caller's outcome.
+async fn enqueue_mixed(client: &Client, q: &str, n: usize) {
+    use futures::StreamExt as _;
+    let outcomes: Vec<(usize, Result<_, _>)> = futures::stream::iter(0..n)
+        .map(|i| async move {
+            let opts = TaskOptions::default().queue(q);
+            let (task, opts) = match i % 4 {
+                0 => (payload(&format!(r#"{{"n": {i}}}"#)), opts),
+                1 => (payload(r#"{"do": "ok"}"#), opts.task_id("shared-id")),
+                2 => (
+                    payload(r#"{"same": true}"#),
+                    opts.unique(Duration::from_secs(3600)),
+                ),
+                _ => (
+                    payload(&format!(r#"{{"n": {i}}}"#)),
+                    opts.process_in(Duration::from_secs(3600)),
+                ),
+            };
+            (i % 4, client.enqueue(task, opts).await)
+        })
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    let count = |kind: usize, want: fn(&Result<wasq::TaskInfo, EnqueueError>) -> bool| {
+        outcomes
+            .iter()
+            .filter(|(k, r)| *k == kind && want(r))
+            .count()
+    };
+    let quarter = n / 4;
+    assert_eq!(count(0, |r| r.is_ok()), quarter);
+    assert_eq!(count(1, |r| r.is_ok()), 1);
+    assert_eq!(
+        count(1, |r| matches!(r, Err(EnqueueError::IdConflict { .. }))),
+        quarter - 1
+    );
+    assert_eq!(count(2, |r| r.is_ok()), 1);
+    assert_eq!(
+        count(2, |r| matches!(r, Err(EnqueueError::Duplicate { .. }))),
+        quarter - 1
+    );
+    assert_eq!(
+        count(
+            3,
+            |r| matches!(r, Ok(info) if info.state == TaskState::Scheduled)
+        ),
+        quarter
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,6 +18,7 @@
 mod conn;
 mod inspect;
 pub mod keys;
+mod lanes;
 mod scripts;
 mod topology;
 
@@ -74,6 +75,18 @@ pub enum BrokerError {
         /// How long it waited.
         timeout: Duration,
     },
+}
+
+impl BrokerError {
+    /// The same error for another caller (a shared script call failed for
+    /// every task it carried): Redis errors are cloned, the rest carried
+    /// as their message.
+    pub(crate) fn share(&self) -> BrokerError {
+        match self {
+            BrokerError::Redis(e) => BrokerError::Redis(e.clone()),
+            other => BrokerError::Protocol(other.to_string()),
+        }
+    }
 }
 
 /// How an enqueue ended.
@@ -160,6 +173,7 @@ pub struct Broker {
     conn: Conn,
     config: RedisConfig,
     known_queues: Arc<Mutex<HashSet<String>>>,
+    lanes: Arc<lanes::Lanes>,
     owner: Arc<str>,
 }
 
@@ -190,6 +204,7 @@ impl Broker {
             conn,
             config: config.clone(),
             known_queues: Arc::default(),
+            lanes: Arc::default(),
             owner: uuid::Uuid::new_v4().to_string().into(),
         })
     }
@@ -248,8 +263,12 @@ impl Broker {
         Ok(())
     }
 
-    /// Enqueues `msg` now or at `process_at` (Unix seconds), optionally
-    /// holding a unique lock for `unique_ttl` seconds.
+    /// Enqueues one task: pending now, or scheduled for `process_at` (Unix
+    /// seconds); unique for `unique_ttl` seconds when given.
+    ///
+    /// Concurrent calls into one queue share one script call (group commit:
+    /// a lone call goes out at once, calls arriving while others are on
+    /// the wire ride the next one), and each gets its own outcome.
     pub async fn enqueue(
         &self,
         msg: &TaskMessage,
@@ -257,29 +276,52 @@ impl Broker {
         unique_ttl: Option<u64>,
     ) -> Result<Enqueued, BrokerError> {
         self.register_queue(&msg.queue).await?;
-        let q = QueueKeys::new(&msg.queue);
-        let mut inv = scripts::ENQUEUE.prepare_invoke();
-        inv.key(q.task(&msg.id));
-        match process_at {
-            Some(_) => inv.key(q.scheduled()),
-            None => inv.key(q.pending()),
+        let task = lanes::NewTask {
+            key: QueueKeys::new(&msg.queue).task(&msg.id),
+            lock: unique_ttl.map(|_| msg.unique_key.clone()),
+            msg: msg.encode_to_vec(),
+            id: msg.id.clone(),
+            at: process_at.unwrap_or(0),
+            ttl: unique_ttl.unwrap_or(0),
         };
-        inv.key(q.wake());
-        if unique_ttl.is_some() {
-            inv.key(&msg.unique_key);
+        lanes::enqueue(self, &msg.queue, task).await
+    }
+
+    /// Enqueues `tasks` into `queue` with one script call; one outcome per
+    /// task, in order.
+    async fn enqueue_many(
+        &self,
+        queue: &str,
+        tasks: &[lanes::NewTask],
+    ) -> Result<Vec<Enqueued>, BrokerError> {
+        let q = QueueKeys::new(queue);
+        let mut inv = scripts::ENQUEUE.prepare_invoke();
+        inv.key(q.pending()).key(q.scheduled()).key(q.wake());
+        inv.arg(now_nanos());
+        for task in tasks {
+            inv.key(&task.key);
+            if let Some(lock) = &task.lock {
+                inv.key(lock);
+            }
+            inv.arg(&task.msg).arg(&task.id).arg(task.at).arg(task.ttl);
         }
-        inv.arg(msg.encode_to_vec())
-            .arg(&msg.id)
-            .arg(now_nanos())
-            .arg(process_at.unwrap_or(0))
-            .arg(unique_ttl.unwrap_or(0));
         let mut conn = self.conn.clone();
-        let code: i64 = inv.invoke_async(&mut conn).await?;
-        Ok(match code {
-            1 => Enqueued::Ok,
-            0 => Enqueued::IdConflict,
-            _ => Enqueued::Duplicate,
-        })
+        let codes: Vec<i64> = inv.invoke_async(&mut conn).await?;
+        if codes.len() != tasks.len() {
+            return Err(BrokerError::Protocol(format!(
+                "the enqueue script answered {} codes for {} tasks",
+                codes.len(),
+                tasks.len()
+            )));
+        }
+        Ok(codes
+            .into_iter()
+            .map(|code| match code {
+                1 => Enqueued::Ok,
+                0 => Enqueued::IdConflict,
+                _ => Enqueued::Duplicate,
+            })
+            .collect())
     }
 
     /// Durable mode (`wait_replicas` > 0): waits until that many replicas of

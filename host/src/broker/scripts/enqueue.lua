@@ -1,33 +1,55 @@
--- Enqueue one task: pending now, or scheduled for later; optionally unique.
--- KEYS[1] asynq:{q}:t:<id>
--- KEYS[2] asynq:{q}:pending (list) when ARGV[4] == "0", else asynq:{q}:scheduled (zset)
+-- Enqueue tasks into one queue, each pending now or scheduled for later,
+-- optionally unique. One call carries one task or many (concurrent enqueues
+-- into a queue share a call, see broker/lanes.rs); each task succeeds or
+-- fails on its own.
+-- KEYS[1] asynq:{q}:pending (list)
+-- KEYS[2] asynq:{q}:scheduled (zset)
 -- KEYS[3] asynq:{q}:wake
--- KEYS[4] asynq:{q}:unique:<type>:<md5> (only when ARGV[5] ~= "0")
--- ARGV[1] encoded TaskMessage
--- ARGV[2] task id
--- ARGV[3] now, Unix nanoseconds (pending_since)
--- ARGV[4] process at, Unix seconds ("0": now)
--- ARGV[5] uniqueness TTL in seconds ("0": not unique)
--- Returns 1 enqueued, 0 the id exists, -1 a duplicate holds the unique lock.
-if redis.call("EXISTS", KEYS[1]) == 1 then
-  return 0
-end
-if ARGV[5] ~= "0" then
-  if not redis.call("SET", KEYS[4], ARGV[2], "NX", "EX", ARGV[5]) then
-    return -1
+-- KEYS[4..] per task: asynq:{q}:t:<id>, then, only when the task is
+--          unique, its lock asynq:{q}:unique:<type>:<md5>
+-- ARGV[1] now, Unix nanoseconds (pending_since)
+-- ARGV[2..] per task, four values: the encoded TaskMessage, the task id,
+--          process at in Unix seconds ("0": now), uniqueness TTL in
+--          seconds ("0": not unique)
+-- Returns one code per task, in order: 1 enqueued, 0 the id exists,
+-- -1 a duplicate holds the unique lock.
+local codes = {}
+local pushed = {}
+local k = 4
+for a = 2, #ARGV, 4 do
+  local task, msg, id, at, ttl = KEYS[k], ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
+  k = k + 1
+  local lock = nil
+  if ttl ~= "0" then
+    lock = KEYS[k]
+    k = k + 1
   end
-  redis.call("HSET", KEYS[1], "unique_key", KEYS[4])
+  local code = 1
+  if redis.call("EXISTS", task) == 1 then
+    code = 0
+  elseif lock and not redis.call("SET", lock, id, "NX", "EX", ttl) then
+    code = -1
+  else
+    if lock then
+      redis.call("HSET", task, "unique_key", lock)
+    end
+    if at == "0" then
+      redis.call("HSET", task, "msg", msg, "state", "pending", "pending_since", ARGV[1])
+      pushed[#pushed + 1] = id
+    else
+      redis.call("HSET", task, "msg", msg, "state", "scheduled")
+      redis.call("ZADD", KEYS[2], at, id)
+    end
+  end
+  codes[#codes + 1] = code
 end
-if ARGV[4] == "0" then
-  redis.call("HSET", KEYS[1], "msg", ARGV[1], "state", "pending", "pending_since", ARGV[3])
-  redis.call("LPUSH", KEYS[2], ARGV[2])
+if #pushed > 0 then
+  -- In call order: the first pushed is the first popped (from the right).
+  redis.call("LPUSH", KEYS[1], unpack(pushed))
   -- One wake token at most, pushed only when none is waiting: under load
   -- (no worker blocked on it) this costs a read, not a write.
   if redis.call("LLEN", KEYS[3]) == 0 then
     redis.call("LPUSH", KEYS[3], "1")
   end
-else
-  redis.call("HSET", KEYS[1], "msg", ARGV[1], "state", "scheduled")
-  redis.call("ZADD", KEYS[2], ARGV[4], ARGV[2])
 end
-return 1
+return codes
