@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
 use wasq::{Client, Task, TaskOptions};
@@ -26,18 +26,19 @@ pub struct Args {
     /// Run after this delay, e.g. `5m`.
     #[arg(long, value_parser = humantime::parse_duration, conflicts_with = "process_at")]
     process_in: Option<Duration>,
-    /// Run at this time (RFC 3339, e.g. 2026-12-01T09:00:00Z).
-    #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
-    process_at: Option<std::time::SystemTime>,
+    /// Run at this time (RFC 3339 with a zone, e.g. 2026-12-01T09:00:00Z
+    /// or 2026-12-01T10:00:00+01:00).
+    #[arg(long, value_parser = parse_time)]
+    process_at: Option<SystemTime>,
     /// Retries allowed (default 25).
     #[arg(long)]
     max_retry: Option<u32>,
     /// Timeout per attempt, e.g. `30s` (default 30m without a deadline).
     #[arg(long, value_parser = humantime::parse_duration)]
     timeout: Option<Duration>,
-    /// Deadline (RFC 3339).
-    #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
-    deadline: Option<std::time::SystemTime>,
+    /// Deadline (RFC 3339 with a zone, as for `--process-at`).
+    #[arg(long, value_parser = parse_time)]
+    deadline: Option<SystemTime>,
     /// Refuse a duplicate (same type, payload, queue) for this long, e.g. `1h`.
     #[arg(long, value_parser = humantime::parse_duration)]
     unique: Option<Duration>,
@@ -69,7 +70,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     opts.retention = args.retention;
     opts.process_at = args
         .process_at
-        .or(args.process_in.map(|d| std::time::SystemTime::now() + d));
+        .or(args.process_in.map(|d| SystemTime::now() + d));
     // The task type's payload limit from the config, when there is one, so
     // the client refuses what the worker would refuse.
     let limit = args
@@ -92,4 +93,56 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// An RFC 3339 time with its zone: `Z` (UTC) or an offset such as
+/// `+02:00`. A time without a zone is refused rather than guessed.
+fn parse_time(text: &str) -> Result<SystemTime, String> {
+    const EXPECTED: &str =
+        "expected RFC 3339 with a zone, e.g. 2026-12-01T09:00:00Z or 2026-12-01T10:00:00+01:00";
+    let text = text.trim();
+    let bytes = text.as_bytes();
+    let (local, offset_secs) = if let Some(local) = text.strip_suffix(['Z', 'z']) {
+        (local, 0)
+    } else if bytes.len() > 6
+        && matches!(bytes[bytes.len() - 6], b'+' | b'-')
+        && bytes[bytes.len() - 3] == b':'
+    {
+        let (local, offset) = text.split_at(text.len() - 6);
+        let hours: u64 = offset[1..3].parse().map_err(|_| EXPECTED.to_string())?;
+        let minutes: u64 = offset[4..6].parse().map_err(|_| EXPECTED.to_string())?;
+        if hours > 23 || minutes > 59 {
+            return Err(format!("offset {offset} is out of range; {EXPECTED}"));
+        }
+        let secs = (hours * 3600 + minutes * 60) as i64;
+        (local, if offset.starts_with('-') { -secs } else { secs })
+    } else {
+        return Err(format!("{text:?} has no time zone; {EXPECTED}"));
+    };
+    // The local part read as if it were UTC, then moved by the offset.
+    let as_utc = humantime::parse_rfc3339_weak(local).map_err(|e| format!("{e}; {EXPECTED}"))?;
+    let shift = Duration::from_secs(offset_secs.unsigned_abs());
+    let utc = if offset_secs >= 0 {
+        as_utc.checked_sub(shift)
+    } else {
+        as_utc.checked_add(shift)
+    };
+    utc.ok_or_else(|| format!("{text:?} is out of range"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_need_a_zone_and_offsets_are_applied() {
+        let utc = parse_time("2026-12-01T09:00:00Z").unwrap();
+        assert_eq!(parse_time("2026-12-01T10:00:00+01:00").unwrap(), utc);
+        assert_eq!(parse_time("2026-12-01T03:30:00-05:30").unwrap(), utc);
+        assert_eq!(parse_time("2026-12-01T09:00:00.000+00:00").unwrap(), utc);
+        let no_zone = parse_time("2026-12-01T09:00:00").unwrap_err();
+        assert!(no_zone.contains("no time zone"), "{no_zone}");
+        assert!(parse_time("2026-12-01T09:00:00+25:00").is_err());
+        assert!(parse_time("tomorrow").is_err());
+    }
 }
