@@ -71,7 +71,9 @@ pub struct TaskOptions {
     pub deadline: Option<SystemTime>,
     /// Run no earlier than this.
     pub process_at: Option<SystemTime>,
-    /// Reject duplicates (same type, payload and queue) for this long.
+    /// Reject duplicates (same type, payload and queue) for this long; for
+    /// a scheduled task, this long after its process time. The lock is
+    /// released early when the task succeeds or is revoked.
     pub unique: Option<Duration>,
     /// Task id (default: a random UUID).
     pub task_id: Option<String>,
@@ -253,4 +255,67 @@ pub(crate) fn message(task: &Task, opts: &TaskOptions) -> TaskMessage {
 pub(crate) fn process_at(opts: &TaskOptions) -> Option<i64> {
     let at = unix(opts.process_at?);
     (at > unix(SystemTime::now())).then_some(at)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_carry_asynqs_defaults() {
+        let task = Task::new("notifications:email", b"{}".to_vec());
+        let msg = message(&task, &TaskOptions::default());
+        assert_eq!(msg.queue, "default");
+        assert_eq!(msg.retry, 25);
+        assert_eq!(
+            msg.timeout,
+            30 * 60,
+            "30 min when neither timeout nor deadline"
+        );
+        assert_eq!((msg.deadline, msg.retention), (0, 0));
+        assert!(msg.unique_key.is_empty());
+        assert_eq!(msg.id.len(), 36, "a UUID: {}", msg.id);
+        assert_eq!(process_at(&TaskOptions::default()), None);
+    }
+
+    #[test]
+    fn options_land_in_the_message() {
+        let task = Task::new("images:resize", b"{\"w\": 1}".to_vec());
+        let deadline = UNIX_EPOCH + Duration::from_secs(2_000_000_000);
+        let opts = TaskOptions::default()
+            .queue("images")
+            .max_retry(3)
+            .deadline(deadline)
+            .unique(Duration::from_secs(60))
+            .task_id("resize-1")
+            .retention(Duration::from_secs(3600))
+            .header("trace", "abc");
+        let msg = message(&task, &opts);
+        assert_eq!(
+            (msg.queue.as_str(), msg.id.as_str()),
+            ("images", "resize-1")
+        );
+        assert_eq!(msg.retry, 3);
+        // A deadline alone: no default timeout, as in Asynq.
+        assert_eq!((msg.deadline, msg.timeout), (2_000_000_000, 0));
+        assert_eq!(msg.retention, 3600);
+        assert_eq!(
+            msg.unique_key,
+            crate::broker::QueueKeys::new("images").unique("images:resize", b"{\"w\": 1}")
+        );
+        assert_eq!(msg.headers.get("trace").map(String::as_str), Some("abc"));
+        let timed = message(
+            &task,
+            &TaskOptions::default().timeout(Duration::from_secs(90)),
+        );
+        assert_eq!((timed.timeout, timed.deadline), (90, 0));
+        // Only a future process-at schedules.
+        let later = SystemTime::now() + Duration::from_secs(600);
+        assert_eq!(
+            process_at(&TaskOptions::default().process_at(later)),
+            Some(unix(later))
+        );
+        let past = SystemTime::now() - Duration::from_secs(600);
+        assert_eq!(process_at(&TaskOptions::default().process_at(past)), None);
+    }
 }

@@ -532,3 +532,29 @@ impl Config {
         std::env::temp_dir().join("wasq-cache")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_retry_delay_is_asynqs_formula() {
+        for retried in 0..6u32 {
+            let n = u64::from(retried);
+            let least = n.pow(4) + 15;
+            let most = least + 29 * (n + 1);
+            let seen: Vec<u64> = (0..200)
+                .map(|_| RetryDelay::Asynq.delay(retried).as_secs())
+                .collect();
+            assert!(
+                seen.iter().all(|s| (least..=most).contains(s)),
+                "retry {retried}: {seen:?} outside {least}..={most}"
+            );
+            // The jitter is random, steps of retried + 1 seconds.
+            assert!(seen.iter().all(|s| (s - least) % (n + 1) == 0));
+            assert!(seen.iter().any(|s| *s != seen[0]), "no jitter at {retried}");
+        }
+        let fixed = RetryDelay::Fixed(Duration::from_secs(7));
+        assert_eq!(fixed.delay(12), Duration::from_secs(7));
+    }
+}
