@@ -471,11 +471,14 @@ impl Broker {
         ] {
             deleted += self.move_all(queue, state, Move::Delete).await?;
         }
-        let mut pipe = redis::pipe();
+        // The lists, sets and counters go in one script that checks the
+        // queue is still empty: a task enqueued or claimed since the
+        // deletions above makes it refuse rather than orphan the task.
+        let mut inv = scripts::REMOVE_QUEUE.prepare_invoke();
         for key in [
-            q.pending(),
             q.active(),
             q.lease(),
+            q.pending(),
             q.scheduled(),
             q.retry(),
             q.archived(),
@@ -485,15 +488,27 @@ impl Broker {
             q.failed_total(),
             q.wake(),
         ] {
-            pipe.del(key).ignore();
+            inv.key(key);
         }
         let now = now_secs();
         for back in 0..90 {
             let date = keys::utc_date(now - back * 86_400);
-            pipe.del(q.processed_on(&date)).ignore();
-            pipe.del(q.failed_on(&date)).ignore();
+            inv.key(q.processed_on(&date)).key(q.failed_on(&date));
         }
-        let _: () = pipe.query_async(&mut self.conn.clone()).await?;
+        let removed: i64 = inv.invoke_async(&mut self.conn.clone()).await?;
+        match removed {
+            1 => {}
+            -1 => {
+                return Err(BrokerError::Refused(format!(
+                    "queue {queue}: a task started while it was being removed; {deleted} task(s) deleted, run again"
+                )));
+            }
+            _ => {
+                return Err(BrokerError::Refused(format!(
+                    "queue {queue}: tasks arrived while it was being removed; {deleted} task(s) deleted, run again"
+                )));
+            }
+        }
         let _: i64 = self.conn.clone().srem(keys::ALL_QUEUES, queue).await?;
         self.known_queues
             .lock()
