@@ -190,7 +190,12 @@ impl Client {
         }
         let msg = task::message(&task, &options);
         let at = task::process_at(&options);
-        let unique = options.unique.map(|ttl| ttl.as_secs().max(1));
+        // A scheduled unique task holds its lock from now until its unique
+        // TTL past its process time, as in Asynq.
+        let unique = options.unique.map(|ttl| {
+            let wait = at.map_or(0, |at| (at - crate::broker::now_secs()).max(0));
+            (ttl.as_secs() + wait as u64).max(1)
+        });
         // A dropped connection (Redis restarted, a failover) is retried a
         // few times; if an earlier try did land, the retry finds the task's
         // id taken by itself, which is a success.

@@ -217,11 +217,14 @@ async fn skip_retry_archives_at_once_and_revoke_deletes() {
         (bad.id.as_str(), Disposition::Archived)
     );
 
+    // Unique: revoking (and succeeding) releases the lock at once.
+    let unique = || {
+        TaskOptions::default()
+            .queue(&q)
+            .unique(Duration::from_secs(3600))
+    };
     let revoked = client
-        .enqueue(
-            payload(r#"{"do": "revoke"}"#),
-            TaskOptions::default().queue(&q),
-        )
+        .enqueue(payload(r#"{"do": "revoke"}"#), unique())
         .await
         .unwrap();
     let event = &worker.next(1, Duration::from_secs(10)).await[0];
@@ -237,6 +240,30 @@ async fn skip_retry_archives_at_once_and_revoke_deletes() {
             .await
             .unwrap()
             .is_none()
+    );
+    let lock = keys.unique("bad", br#"{"do": "revoke"}"#);
+    let mut conn = client.broker().conn();
+    assert!(!conn.exists::<_, bool>(&lock).await.unwrap());
+    let again = client
+        .enqueue(payload(r#"{"do": "revoke"}"#), unique())
+        .await
+        .expect("the revoked task's unique lock is released");
+    assert_eq!(
+        worker.next(1, Duration::from_secs(10)).await[0].id,
+        again.id
+    );
+    let done = client
+        .enqueue(payload(r#"{"do": "ok"}"#), unique())
+        .await
+        .unwrap();
+    assert_eq!(worker.next(1, Duration::from_secs(10)).await[0].id, done.id);
+    client
+        .enqueue(payload(r#"{"do": "ok"}"#), unique())
+        .await
+        .expect("the finished task's unique lock is released");
+    assert_eq!(
+        worker.next(1, Duration::from_secs(10)).await[0].disposition,
+        Disposition::Done
     );
     let stats = client.broker().stats(&q).await.unwrap();
     assert_eq!(
@@ -280,6 +307,23 @@ async fn unique_tasks_and_task_ids_reject_duplicates() {
         other => panic!("expected an id conflict, got {other:?}"),
     }
     assert_eq!(client.broker().stats(&q).await.unwrap().pending, 3);
+
+    // A scheduled unique task holds its lock until its unique TTL past its
+    // process time (as in Asynq), not just for the TTL from now.
+    let scheduled = client
+        .enqueue(
+            payload(r#"{"do": "later"}"#),
+            opts().process_in(Duration::from_secs(7200)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(scheduled.state, TaskState::Scheduled);
+    let lock = QueueKeys::new(&q).unique("bad", br#"{"do": "later"}"#);
+    let ttl: i64 = client.broker().conn().ttl(&lock).await.unwrap();
+    assert!(
+        (7200 + 3600 - 60..=7200 + 3600).contains(&ttl),
+        "lock TTL {ttl} s"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -659,6 +703,75 @@ async fn a_task_msg_that_is_not_a_task_message_is_archived() {
     worker.stop().await;
 }
 
+/// Recovery after a worker died must not stall on a lease whose task hash
+/// was deleted by hand, or whose `msg` is missing or garbled: those leases
+/// are dropped or archived, and the rest of the queue is recovered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abandoned_leases_of_deleted_or_garbled_tasks_do_not_stall_recovery() {
+    let q = unique_queue("orphans");
+    let config = config(
+        &[(&q, 1, None)],
+        "[worker]\nmaintenance_interval = \"200ms\"\n",
+    );
+    let client = cluster_client().await;
+    let keys = QueueKeys::new(&q);
+    let mut conn = client.broker().conn();
+    client.broker().register_queue(&q).await.unwrap();
+    let expired = wasq::broker::now_secs() - 60;
+    let good = TaskMessage {
+        r#type: "bad".into(),
+        payload: br#"{"do": "ok"}"#.to_vec(),
+        id: "good".into(),
+        queue: q.clone(),
+        retry: 3,
+        timeout: 60,
+        ..Default::default()
+    };
+    let _: () = redis::pipe()
+        // A lease whose hash is gone.
+        .lpush(keys.active(), "ghost")
+        .zadd(keys.lease(), "ghost", expired)
+        // A hash whose msg is not a TaskMessage, and one without msg.
+        .hset(keys.task("garbled"), "msg", "not protobuf \u{1}")
+        .hset(keys.task("garbled"), "state", "active")
+        .hset(keys.task("garbled"), "lease_owner", "a-dead-worker")
+        .lpush(keys.active(), "garbled")
+        .zadd(keys.lease(), "garbled", expired)
+        .hset(keys.task("no-msg"), "state", "active")
+        .hset(keys.task("no-msg"), "lease_owner", "a-dead-worker")
+        .lpush(keys.active(), "no-msg")
+        .zadd(keys.lease(), "no-msg", expired)
+        // A sound task the dead worker held.
+        .hset(keys.task("good"), "msg", good.encode_to_vec())
+        .hset(keys.task("good"), "state", "active")
+        .hset(keys.task("good"), "lease_owner", "a-dead-worker")
+        .lpush(keys.active(), "good")
+        .zadd(keys.lease(), "good", expired)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut worker = RunningWorker::start(&config).await;
+    let event = &worker.next(1, Duration::from_secs(20)).await[0];
+    assert_eq!(
+        (event.id.as_str(), event.disposition),
+        ("good", Disposition::Done)
+    );
+    wait_for(|| async {
+        let stats = client.broker().stats(&q).await.unwrap();
+        (stats.active, stats.archived) == (0, 2)
+    })
+    .await;
+    let leases: u64 = conn.zcard(keys.lease()).await.unwrap();
+    assert_eq!(leases, 0);
+    let archived: Vec<String> = conn.zrange(keys.archived(), 0, -1).await.unwrap();
+    assert_eq!(archived.len(), 2);
+    assert!(archived.contains(&"garbled".to_string()) && archived.contains(&"no-msg".to_string()));
+    // The garbled bytes are kept for inspection.
+    let raw = client.broker().task_msg(&keys, "garbled").await.unwrap();
+    assert_eq!(raw.as_deref(), Some(&b"not protobuf \x01"[..]));
+    worker.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_shutdown_requeues_unfinished_tasks() {
     let q = unique_queue("graceful");
@@ -761,6 +874,20 @@ async fn a_guest_computing_longer_than_the_lease_keeps_it() {
     let keys = QueueKeys::new(&q);
     let conn = client.broker().conn();
     wait_for(|| async { conn.clone().llen::<_, u64>(keys.active()).await.unwrap() == 1 }).await;
+    // Asynq's tools see the running task in `asynq:workers`.
+    let shown = running_task_info(&client, &info.id).await;
+    assert_eq!(
+        (shown.task_type.as_str(), shown.queue.as_str()),
+        ("bad", q.as_str())
+    );
+    assert_eq!(
+        shown.task_payload,
+        br#"{"do": "spin", "iters": 6000000000}"#
+    );
+    let start = shown.start_time.expect("a start time").seconds;
+    assert!((wasq::broker::now_secs() - start).abs() < 30);
+    // No deadline given: Asynq's default timeout of 30 minutes.
+    assert_eq!(shown.deadline.expect("a deadline").seconds - start, 1800);
     // A second worker on the same queue must not get the task meanwhile.
     let mut second = RunningWorker::start(&config).await;
     let started = Instant::now();
@@ -777,6 +904,29 @@ async fn a_guest_computing_longer_than_the_lease_keeps_it() {
     second.quiet(Duration::from_millis(500)).await;
     second.stop().await;
     first.stop().await;
+}
+
+/// The `WorkerInfo` a worker wrote into `asynq:workers` for task `id`.
+async fn running_task_info(client: &Client, id: &str) -> wasq::proto::WorkerInfo {
+    let mut conn = client.broker().conn();
+    let started = Instant::now();
+    loop {
+        let registries: Vec<String> = conn
+            .zrange(wasq::broker::keys::ALL_WORKERS, 0, -1)
+            .await
+            .unwrap();
+        for registry in registries {
+            let raw: Option<Vec<u8>> = conn.hget(&registry, id).await.unwrap();
+            if let Some(raw) = raw {
+                return wasq::proto::WorkerInfo::decode(raw.as_slice()).unwrap();
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "task {id} never showed in asynq:workers"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -836,6 +986,105 @@ async fn a_single_redis_works_the_same() {
     let broker = Broker::connect(&RedisConfig::single(&url)).await.unwrap();
     assert!(broker.locate(&q).await.unwrap().is_none());
     worker.stop().await;
+}
+
+/// Every option of `wasq enqueue` lands in the stored `TaskMessage` and
+/// the task's place, on the cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_enqueue_command_stores_every_option() {
+    let q = unique_queue("cli");
+    let addrs = shared_cluster().addrs().join(",");
+    let enqueue = |extra: &[&str]| {
+        let mut args = vec![
+            "enqueue",
+            "bad",
+            "--cluster",
+            "--cluster-addrs",
+            &addrs,
+            "--queue",
+            &q,
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let (code, out, err) = run_wasq(&args);
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()
+    };
+    let client = cluster_client().await;
+    let keys = QueueKeys::new(&q);
+    let stored = |id: String| {
+        let client = client.clone();
+        let keys = keys.clone();
+        async move {
+            let raw = client.broker().task_msg(&keys, &id).await.unwrap().unwrap();
+            TaskMessage::decode(raw.as_slice()).unwrap()
+        }
+    };
+
+    let info = enqueue(&[
+        "--payload",
+        r#"{"do": "ok"}"#,
+        "--process-in",
+        "5m",
+        "--max-retry",
+        "3",
+        "--timeout",
+        "45s",
+        "--unique",
+        "1h",
+        "--task-id",
+        "cli-1",
+        "--retention",
+        "24h",
+    ]);
+    assert_eq!(
+        (info["id"].as_str(), info["state"].as_str()),
+        (Some("cli-1"), Some("scheduled"))
+    );
+    let now = wasq::broker::now_secs();
+    assert!((info["next_process_at"].as_i64().unwrap() - (now + 300)).abs() <= 5);
+    let msg = stored("cli-1".into()).await;
+    assert_eq!((msg.retry, msg.timeout, msg.retention), (3, 45, 86_400));
+    assert_eq!(msg.payload, br#"{"do": "ok"}"#);
+    assert_eq!(msg.unique_key, keys.unique("bad", br#"{"do": "ok"}"#));
+
+    // A time with an offset, and a deadline instead of a timeout.
+    let info = enqueue(&[
+        "--payload-file",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/e2e/main.rs"),
+        "--process-at",
+        "2099-01-01T10:00:00+01:00",
+        "--deadline",
+        "2099-01-01T12:00:00Z",
+    ]);
+    assert_eq!(info["next_process_at"].as_i64(), Some(4_070_941_200));
+    let msg = stored(info["id"].as_str().unwrap().to_owned()).await;
+    assert_eq!(
+        (msg.deadline, msg.timeout, msg.retry),
+        (4_070_952_000, 0, 25)
+    );
+    assert_eq!(
+        msg.payload,
+        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/e2e/main.rs")).unwrap()
+    );
+    let stats = client.broker().stats(&q).await.unwrap();
+    assert_eq!((stats.scheduled, stats.pending), (2, 0));
+
+    // A time without a zone is refused, naming the option.
+    let (code, _, err) = run_wasq(&[
+        "enqueue",
+        "bad",
+        "--cluster",
+        "--cluster-addrs",
+        &addrs,
+        "--process-at",
+        "2099-01-01T10:00:00",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--process-at") && err.contains("no time zone"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,10 +17,12 @@
 //! | `asynq:{q}:paused` | string | present while the queue is paused |
 //! | `asynq:{q}:processed`, `:failed` | string | totals |
 //! | `asynq:{q}:processed:<yyyy-mm-dd>`, `:failed:<date>` | string | daily counts (UTC, expire after 90 days) |
-//! | `asynq:{q}:unique:<type>:<md5 hex of payload>` | string | uniqueness lock → task id, with a TTL |
+//! | `asynq:{q}:unique:<type>:<md5 hex of payload>` | string | uniqueness lock → task id, with a TTL (no digest for an empty payload, as Asynq) |
 //! | `asynq:{q}:wake` | list | wasq only: a token pushed when work becomes pending, so idle workers block instead of polling |
 //! | `asynq:queues` | set | every queue name |
 //! | `asynq:servers`, `asynq:workers` | zset | registered servers and their worker hashes → expiry |
+//! | `asynq:servers:{<host>:<pid>:<id>}` | string | a server's `ServerInfo` (protobuf), with a TTL |
+//! | `asynq:workers:{<host>:<pid>:<id>}` | hash | task id → `WorkerInfo` (protobuf) of each task it runs, with a TTL |
 
 use md5::{Digest, Md5};
 
@@ -105,8 +107,13 @@ impl QueueKeys {
     pub fn failed_on(&self, date: &str) -> String {
         self.key(&format!("failed:{date}"))
     }
-    /// `asynq:{q}:unique:<type>:<md5 hex of payload>`, as Asynq builds it.
+    /// `asynq:{q}:unique:<type>:<md5 hex of payload>`, as Asynq builds it
+    /// (with nothing after the type when there is no payload, as Asynq's
+    /// Go client does for a task made with a nil payload).
     pub fn unique(&self, task_type: &str, payload: &[u8]) -> String {
+        if payload.is_empty() {
+            return self.key(&format!("unique:{task_type}:"));
+        }
         let digest = Md5::digest(payload);
         let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
         self.key(&format!("unique:{task_type}:{hex}"))
@@ -162,6 +169,8 @@ mod tests {
             q.unique("images:resize", b"{}"),
             "asynq:{images}:unique:images:resize:99914b932bd37a50b983c5e7c90ae93b"
         );
+        // No payload: no digest, as Asynq's client writes it for a nil payload.
+        assert_eq!(q.unique("cleanup", b""), "asynq:{images}:unique:cleanup:");
     }
 
     #[test]

@@ -553,14 +553,36 @@ impl Broker {
     }
 
     /// Archives a task whose `msg` cannot be decoded, keeping its bytes.
+    /// `recover_at` as for [`Broker::fail`]: given when recovering an
+    /// abandoned task (whoever held its lease), `None` for this worker's own.
     pub async fn archive_raw(
         &self,
         queue: &QueueKeys,
         id: &str,
         raw: &[u8],
+        recover_at: Option<i64>,
     ) -> Result<bool, BrokerError> {
-        self.move_failed(queue, id, raw, true, now_secs(), None)
+        self.move_failed(queue, id, raw, true, now_secs(), recover_at)
             .await
+    }
+
+    /// Removes an expired lease whose task hash is gone (deleted by hand)
+    /// from the lease set and the active list.
+    pub async fn forget_lease(
+        &self,
+        queue: &QueueKeys,
+        id: &str,
+        now: i64,
+    ) -> Result<bool, BrokerError> {
+        let mut inv = scripts::FORGET.prepare_invoke();
+        inv.key(queue.active())
+            .key(queue.lease())
+            .key(queue.task(id))
+            .arg(id)
+            .arg(now);
+        let mut conn = self.conn.clone();
+        let done: i64 = inv.invoke_async(&mut conn).await?;
+        Ok(done == 1)
     }
 
     async fn move_failed(
@@ -599,17 +621,24 @@ impl Broker {
         Ok(done == 1)
     }
 
-    /// Deletes a task its handler revoked.
-    pub async fn drop_task(&self, queue: &QueueKeys, id: &str) -> Result<bool, BrokerError> {
+    /// Deletes a task its handler revoked, and releases its unique lock
+    /// (`unique_key`, empty when the task is not unique) if it holds it.
+    pub async fn drop_task(
+        &self,
+        queue: &QueueKeys,
+        id: &str,
+        unique_key: &str,
+    ) -> Result<bool, BrokerError> {
         let mut inv = scripts::DROP.prepare_invoke();
         inv.key(queue.active())
             .key(queue.lease())
             .key(queue.task(id))
             .key(queue.processed_on(&keys::utc_date(now_secs())))
-            .key(queue.processed_total())
-            .arg(id)
-            .arg(stats_expiry())
-            .arg(&*self.owner);
+            .key(queue.processed_total());
+        if !unique_key.is_empty() {
+            inv.key(unique_key);
+        }
+        inv.arg(id).arg(stats_expiry()).arg(&*self.owner);
         let mut conn = self.conn.clone();
         let done: i64 = inv.invoke_async(&mut conn).await?;
         Ok(done == 1)

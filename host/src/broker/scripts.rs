@@ -29,6 +29,8 @@ script!(FINISH, "scripts/finish.lua");
 script!(FINISH_MANY, "scripts/finish_many.lua", with claim_step);
 script!(FAIL, "scripts/fail.lua");
 script!(DROP, "scripts/drop.lua");
+script!(FORGET, "scripts/forget.lua");
+script!(REMOVE_QUEUE, "scripts/remove_queue.lua");
 script!(REQUEUE, "scripts/requeue.lua");
 script!(FORWARD, "scripts/forward.lua");
 script!(EXPIRE, "scripts/expire.lua");

@@ -4,12 +4,12 @@
 //! deleting completed tasks past their retention.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use prost::Message as _;
 use redis::AsyncCommands as _;
 
-use super::{Fence, Shared};
+use super::{Fence, Shared, Shown};
 use crate::broker::{keys, now_secs};
 use crate::proto::{ServerInfo, TaskMessage, Timestamp, WorkerInfo};
 
@@ -230,24 +230,30 @@ async fn register(shared: &Shared, active: usize) -> Result<(), crate::broker::B
     let mut conn = shared.broker.conn();
     let _: () = conn.set_ex(&server_key, info.encode_to_vec(), ttl).await?;
     let _: i64 = conn.zadd(keys::ALL_SERVERS, &server_key, expiry).await?;
-    let running: Vec<(String, String)> = shared
+    let running: Vec<(String, String, Shown)> = shared
         .inflight
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .iter()
-        .flat_map(|(q, ids)| ids.keys().map(move |id| (q.clone(), id.clone())))
+        .flat_map(|(q, tasks)| {
+            tasks
+                .iter()
+                .map(move |(id, run)| (q.clone(), id.clone(), run.shown.clone()))
+        })
         .collect();
     let mut pipe = redis::pipe();
     pipe.del(&workers_key).ignore();
-    for (queue, id) in &running {
+    for (queue, id, shown) in running {
         let worker = WorkerInfo {
             host: host.clone(),
             pid: pid as i32,
             server_id: shared.server_id.clone(),
             task_id: id.clone(),
-            queue: queue.clone(),
-            start_time: Some(Timestamp::from_system(SystemTime::now())),
-            ..WorkerInfo::default()
+            task_type: shown.task_type,
+            task_payload: shown.payload,
+            queue,
+            start_time: Some(Timestamp::from_system(shown.started)),
+            deadline: shown.deadline.map(Timestamp::from_system),
         };
         pipe.hset(&workers_key, id, worker.encode_to_vec()).ignore();
     }
@@ -301,11 +307,25 @@ async fn recover(
         if ours {
             continue;
         }
-        let Some(raw) = shared.broker.task_msg(queue, &id).await? else {
+        let raw = shared.broker.task_msg(queue, &id).await?;
+        if raw.is_none() && shared.broker.forget_lease(queue, &id, now).await? {
+            tracing::warn!(task_id = %id, queue = queue.name(), "dropped an expired lease whose task no longer exists");
             continue;
-        };
-        let Ok(mut msg) = TaskMessage::decode(raw.as_slice()) else {
-            shared.broker.archive_raw(queue, &id, &raw).await?;
+        }
+        // A hash without `msg` or with one that is not a TaskMessage is
+        // archived as it is, so it never holds up the queue's recovery.
+        let raw = raw.unwrap_or_default();
+        let decoded = (!raw.is_empty())
+            .then(|| TaskMessage::decode(raw.as_slice()).ok())
+            .flatten();
+        let Some(mut msg) = decoded else {
+            if shared
+                .broker
+                .archive_raw(queue, &id, &raw, Some(now))
+                .await?
+            {
+                tracing::warn!(task_id = %id, queue = queue.name(), "archived an abandoned task whose msg is not a TaskMessage");
+            }
             continue;
         };
         msg.error_msg = "lease expired: the worker running the task stopped (crashed, killed or cut off from Redis)".into();

@@ -161,6 +161,27 @@ pub(crate) struct Running {
     pub lease_expiry: i64,
     /// Why the worker stopped the task itself, if it did.
     pub fenced: Option<Fence>,
+    /// What `asynq:workers` shows of the task (Asynq's `WorkerInfo`).
+    pub shown: Shown,
+}
+
+/// A running task as Asynq's tools list it in `asynq:workers`.
+#[derive(Debug, Clone)]
+pub(crate) struct Shown {
+    /// Task type.
+    pub task_type: String,
+    /// The payload, when at most [`Shown::MAX_PAYLOAD`] bytes; larger ones
+    /// are left out to keep heartbeats light.
+    pub payload: Vec<u8>,
+    /// When this worker started it.
+    pub started: std::time::SystemTime,
+    /// The earlier of start + timeout and the task's deadline, if any.
+    pub deadline: Option<std::time::SystemTime>,
+}
+
+impl Shown {
+    /// Largest payload shown.
+    pub const MAX_PAYLOAD: usize = 1024;
 }
 
 /// Why a worker stopped a task whose lease it could not keep.

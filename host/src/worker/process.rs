@@ -6,7 +6,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use prost::Message as _;
 
 use super::ack::Slots;
-use super::{Disposition, Fence, QueueSlot, Running, Shared, TaskEvent, persist};
+use super::{Disposition, Fence, QueueSlot, Running, Shared, Shown, TaskEvent, persist};
 use crate::broker::{Claimed, now_secs};
 use crate::proto::TaskMessage;
 use crate::runtime::{Action, CancelToken, Failure, Invocation, Outcome, TrapCause};
@@ -70,7 +70,7 @@ async fn process(
             let archived = persist("archiving an invalid task", || {
                 shared
                     .broker
-                    .archive_raw(&queue.keys, &claimed.id, &claimed.msg)
+                    .archive_raw(&queue.keys, &claimed.id, &claimed.msg, None)
             })
             .await;
             shared.emit(TaskEvent {
@@ -96,6 +96,23 @@ async fn process(
 
     tracing::Span::current().record("task_type", msg.r#type.as_str());
     let cancel = CancelToken::new();
+    let started = SystemTime::now();
+    let shown = Shown {
+        task_type: msg.r#type.clone(),
+        payload: if msg.payload.len() <= Shown::MAX_PAYLOAD {
+            msg.payload.clone()
+        } else {
+            Vec::new()
+        },
+        started,
+        deadline: [
+            (msg.timeout > 0).then(|| started + Duration::from_secs(msg.timeout as u64)),
+            (msg.deadline > 0).then(|| UNIX_EPOCH + Duration::from_secs(msg.deadline as u64)),
+        ]
+        .into_iter()
+        .flatten()
+        .min(),
+    };
     shared
         .inflight
         .lock()
@@ -109,6 +126,7 @@ async fn process(
                 held_until: leased_at + shared.trusted_lease(),
                 lease_expiry,
                 fenced: None,
+                shown,
             },
         );
     let invocation = Invocation {
@@ -128,7 +146,7 @@ async fn process(
         cancel: Some(cancel),
     };
     let runtime = shared.runtime.clone();
-    let started_at_ms = SystemTime::now()
+    let started_at_ms = started
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_millis() as u64;
@@ -297,7 +315,9 @@ async fn fail(
     let (archive, score) = match failure.action() {
         Action::Drop => {
             return match persist("dropping a revoked task", || {
-                shared.broker.drop_task(&queue.keys, &msg.id)
+                shared
+                    .broker
+                    .drop_task(&queue.keys, &msg.id, &msg.unique_key)
             })
             .await
             {

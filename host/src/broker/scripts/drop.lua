@@ -4,6 +4,7 @@
 -- KEYS[3] asynq:{q}:t:<id>
 -- KEYS[4] asynq:{q}:processed:<date>
 -- KEYS[5] asynq:{q}:processed
+-- KEYS[6] the task's unique lock key (optional): released if this task holds it
 -- ARGV[1] task id
 -- ARGV[2] daily counter expiry, Unix seconds
 -- ARGV[3] the worker holding the lease (its server id); "" skips the check
@@ -17,6 +18,9 @@ if redis.call("ZREM", KEYS[2], ARGV[1]) == 0 then
 end
 redis.call("LREM", KEYS[1], 0, ARGV[1])
 redis.call("DEL", KEYS[3])
+if KEYS[6] and redis.call("GET", KEYS[6]) == ARGV[1] then
+  redis.call("DEL", KEYS[6])
+end
 if redis.call("INCR", KEYS[4]) == 1 then
   redis.call("EXPIREAT", KEYS[4], ARGV[2])
 end
