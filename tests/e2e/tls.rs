@@ -1,6 +1,8 @@
 //! Redis over TLS: a single Redis and a cluster that speak only TLS (bus and
 //! replication included), with a CA of the test's own given as `tls_ca`.
-//! The worker, the client and the CLI all go through it.
+//! The worker, the client and the CLI all go through it. And Redis with ACL
+//! credentials: servers whose default user is off take only `[redis]`
+//! `username` and `password`.
 
 use std::time::Duration;
 
@@ -102,4 +104,74 @@ async fn a_cluster_over_tls() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains(&q), "{out}");
     worker.stop().await;
+}
+
+/// Adds the ACL user `app` (password `s3cret`) to `server` and turns its
+/// default user off, so only those credentials get in.
+fn require_credentials(server: &RedisServer) {
+    let added = server.cli(&[
+        "ACL", "SETUSER", "app", "on", ">s3cret", "~*", "&*", "+@all",
+    ]);
+    assert_eq!(added.trim(), "OK", "{added}");
+    let off = server.cli(&["ACL", "SETUSER", "default", "off"]);
+    assert_eq!(off.trim(), "OK", "{off}");
+}
+
+/// `config` with the ACL user's credentials, and with a wrong password.
+fn with_credentials(config: RedisConfig) -> (RedisConfig, RedisConfig) {
+    let good = RedisConfig {
+        username: Some("app".into()),
+        password: Some("s3cret".into()),
+        ..config
+    };
+    let wrong = RedisConfig {
+        password: Some("not-it".into()),
+        ..good.clone()
+    };
+    (good, wrong)
+}
+
+async fn refused(config: &RedisConfig) -> String {
+    match Client::connect(config).await {
+        Ok(_) => panic!("connected with a wrong password"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_redis_with_acl_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = RedisServer::start(dir.path(), false);
+    require_credentials(&redis);
+    let url = format!("redis://{}", redis.addr());
+    let q = unique_queue("acl");
+    let config = tls_config(
+        &format!("[redis]\nurl = {url:?}\nusername = \"app\"\npassword = \"s3cret\"\n"),
+        &q,
+    );
+    let (good, wrong) = with_credentials(RedisConfig::single(&url));
+    // The worker's shared, blocking (wake) and pub/sub connections all get in.
+    let worker = runs_a_task(&config, &good, &q).await;
+    worker.stop().await;
+    let err = refused(&wrong).await;
+    assert!(err.contains("Password authentication failed"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_with_acl_credentials() {
+    let cluster = tokio::task::spawn_blocking(|| RedisCluster::start(3, 0))
+        .await
+        .unwrap();
+    for node in &cluster.nodes {
+        require_credentials(node);
+    }
+    let q = unique_queue("acl-cluster");
+    let mut redis = cluster.toml();
+    redis.push_str("username = \"app\"\npassword = \"s3cret\"\n");
+    let config = tls_config(&redis, &q);
+    let (good, wrong) = with_credentials(cluster.redis_config());
+    let worker = runs_a_task(&config, &good, &q).await;
+    worker.stop().await;
+    let err = refused(&wrong).await;
+    assert!(err.contains("Password authentication failed"), "{err}");
 }
