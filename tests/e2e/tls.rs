@@ -174,4 +174,43 @@ async fn a_cluster_with_acl_credentials() {
     worker.stop().await;
     let err = refused(&wrong).await;
     assert!(err.contains("Password authentication failed"), "{err}");
+    // The CLI's --cluster takes the credentials as flags or from the
+    // environment.
+    let addrs = cluster.addrs().join(",");
+    let ls = |extra: &[&str]| {
+        let mut args = vec![
+            "queue",
+            "ls",
+            "--cluster",
+            "--cluster-addrs",
+            &addrs,
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        run_wasq(&args)
+    };
+    let (code, out, err) = ls(&["--username", "app", "--password", "s3cret"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&q), "{out}");
+    let (code, _, err) = ls(&["--connect-timeout", "1s"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("connecting to Redis"), "{err}");
+    let out = std::process::Command::new(wasq_tests::wasq_bin())
+        .args([
+            "queue",
+            "ls",
+            "--cluster",
+            "--cluster-addrs",
+            &addrs,
+            "--json",
+        ])
+        .env("WASQ_REDIS_USERNAME", "app")
+        .env("WASQ_REDIS_PASSWORD", "s3cret")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -1,5 +1,7 @@
 //! How a command finds Redis: `--redis-url`, `--cluster` (with
-//! `--cluster-addrs`), or the `[redis]` section of the config.
+//! `--cluster-addrs`), or the `[redis]` section of the config; then
+//! `--username`, `--password`, `--tls` and `--tls-ca` (or their
+//! `WASQ_REDIS_*` environment variables) override its credentials and TLS.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -28,14 +30,42 @@ pub struct RedisArgs {
         default_value = "127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003,127.0.0.1:7004,127.0.0.1:7005"
     )]
     pub cluster_addrs: Vec<String>,
+    /// ACL user name (overrides the config's).
+    #[arg(long, env = "WASQ_REDIS_USERNAME")]
+    pub username: Option<String>,
+    /// Password (overrides the config's; prefer the environment variable).
+    #[arg(long, env = "WASQ_REDIS_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+    /// Use TLS for the cluster's nodes (for --redis-url, write rediss://).
+    #[arg(long)]
+    pub tls: bool,
+    /// A PEM file with the CA certificate of the Redis servers, when it is
+    /// not in the system's trust store.
+    #[arg(long)]
+    pub tls_ca: Option<PathBuf>,
     /// How long to keep trying while Redis is unreachable, e.g. `10s`.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
     pub connect_timeout: std::time::Duration,
 }
 
 impl RedisArgs {
-    /// The Redis to use.
+    /// The Redis to use, with the credential and TLS flags applied.
     pub fn redis_config(&self) -> anyhow::Result<RedisConfig> {
+        let mut config = self.where_redis_is()?;
+        if let Some(user) = &self.username {
+            config.username = Some(user.clone());
+        }
+        if let Some(password) = &self.password {
+            config.password = Some(password.clone());
+        }
+        config.tls |= self.tls;
+        if let Some(ca) = &self.tls_ca {
+            config.tls_ca = Some(ca.clone());
+        }
+        Ok(config)
+    }
+
+    fn where_redis_is(&self) -> anyhow::Result<RedisConfig> {
         if let Some(url) = &self.redis_url {
             return Ok(RedisConfig::single(url));
         }
