@@ -91,6 +91,10 @@ pub const DEFAULT_MAX_PAYLOAD: usize = 1 << 20;
 /// The longest task id, task type or queue name accepted, in bytes.
 pub const MAX_NAME_LEN: usize = 256;
 
+/// The longest unique lock, in seconds (about 136 years): longer TTLs are
+/// cut to it, which Redis's `SET ... EX` takes.
+const MAX_UNIQUE_TTL_SECS: u64 = u32::MAX as u64;
+
 /// Enqueues tasks. Cheap to clone; share one per process.
 #[derive(Clone)]
 pub struct Client {
@@ -194,20 +198,25 @@ impl Client {
         // TTL past its process time, as in Asynq.
         let unique = options.unique.map(|ttl| {
             let wait = at.map_or(0, |at| (at - crate::broker::now_secs()).max(0));
-            (ttl.as_secs() + wait as u64).max(1)
+            ttl.as_secs()
+                .saturating_add(wait as u64)
+                .clamp(1, MAX_UNIQUE_TTL_SECS)
         });
         // A dropped connection (Redis restarted, a failover) is retried a
-        // few times; if an earlier try did land, the retry finds the task's
-        // id taken by itself, which is a success.
+        // few times with the same stamp, so the script knows a pending
+        // task's earlier try that did land (see broker/lanes.rs).
+        let since = crate::broker::now_nanos();
         let mut tries = 0;
         let outcome = loop {
             tries += 1;
-            match self.broker.enqueue(&msg, at, unique).await {
+            match self.broker.enqueue_stamped(&msg, at, unique, since).await {
                 Err(BrokerError::Redis(e)) if tries < 4 && is_transient(&e) => {
                     tokio::time::sleep(std::time::Duration::from_millis(100 << tries)).await;
                 }
-                // (Only for ids made here: a caller's own id may be taken by another task.)
-                Ok(Enqueued::IdConflict) if tries > 1 && options.task_id.is_none() => {
+                // An id made here (a random UUID) can only be taken by an
+                // earlier try of this very enqueue (a scheduled task's, or one
+                // the connection layer sent again), which is a success.
+                Ok(Enqueued::IdConflict) if options.task_id.is_none() => {
                     break Enqueued::Ok;
                 }
                 other => break other?,

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use prost::Message as _;
 use redis::AsyncCommands as _;
 use tokio::sync::mpsc;
-use wasq::broker::{Broker, QueueKeys};
+use wasq::broker::{Broker, Enqueued, QueueKeys};
 use wasq::proto::TaskMessage;
 use wasq::worker::Disposition;
 use wasq::{Client, EnqueueError, RedisConfig, Task, TaskOptions, TaskState};
@@ -385,6 +385,53 @@ async fn concurrent_enqueues_share_script_calls_and_each_gets_its_own_outcome() 
     enqueue_mixed(&cluster, &q, tasks).await;
     let stats = cluster.broker().stats(&q).await.unwrap();
     assert_eq!((stats.pending, stats.scheduled), (102, 100));
+}
+
+/// An enqueue sent again after its reply was lost (the connection dropped
+/// after Redis ran it) is a success, not an id conflict with itself: the
+/// script knows it by its message and stamp. Another enqueue of the same id
+/// is still a conflict.
+#[tokio::test]
+async fn a_replayed_enqueue_is_a_success_and_stores_one_task() {
+    let q = unique_queue("replay");
+    let client = cluster_client().await;
+    let broker = client.broker();
+    let msg = TaskMessage {
+        r#type: "bad".into(),
+        payload: br#"{"do": "ok"}"#.to_vec(),
+        id: "order-7".into(),
+        queue: q.clone(),
+        retry: 25,
+        timeout: 1800,
+        ..Default::default()
+    };
+    let since = wasq::broker::now_nanos();
+    for _ in 0..2 {
+        assert_eq!(
+            broker
+                .enqueue_stamped(&msg, None, None, since)
+                .await
+                .unwrap(),
+            Enqueued::Ok
+        );
+    }
+    assert_eq!(
+        broker
+            .enqueue_stamped(&msg, None, None, since + 1)
+            .await
+            .unwrap(),
+        Enqueued::IdConflict
+    );
+    let mut other = msg.clone();
+    other.payload = br#"{"do": "other"}"#.to_vec();
+    assert_eq!(
+        broker
+            .enqueue_stamped(&other, None, None, since)
+            .await
+            .unwrap(),
+        Enqueued::IdConflict
+    );
+    assert_eq!(broker.stats(&q).await.unwrap().pending, 1);
 }
 
 /// Enqueues `n` tasks into `q` from 64 concurrent callers, a quarter each

@@ -47,6 +47,11 @@ impl QueueKeys {
         &self.name
     }
 
+    /// `asynq:{q}:`, which every key of the queue starts with.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     fn key(&self, suffix: &str) -> String {
         format!("{}{suffix}", self.prefix)
     }

@@ -4,13 +4,17 @@
 //! Each queue has a lane. A call puts its task in the lane and waits for its
 //! own outcome. When fewer than [`IN_FLIGHT`] script calls of that queue are
 //! on the wire, the call also starts a flusher, which sends every task
-//! waiting (up to [`MAX_BATCH`]) as one call of the enqueue script, hands
+//! waiting (up to [`MAX_BATCH`] tasks and [`MAX_BATCH_BYTES`] of messages)
+//! as one call of the enqueue script, hands
 //! each caller its code, and goes again while tasks keep arriving. A lone
 //! caller goes straight out (there is no timer, so no added latency); callers
 //! that arrive while calls are in flight ride the next one. Each task still
 //! succeeds or fails on its own (an id conflict or a unique duplicate is
 //! that task's answer); only a failed call (a dropped connection, say) fails
-//! every task it carried, and [`Client`](crate::Client) retries those.
+//! every task it carried, and [`Client`](crate::Client) retries those. The
+//! script knows a retry of a call that did land (each task carries its
+//! enqueue's own time), so a retry never turns into a false id conflict. A
+//! task whose caller stopped waiting before it was sent is not sent.
 //!
 //! Many callers enqueuing one task each therefore cost Redis a share of one
 //! script call per task instead of a whole one, which is where the
@@ -28,6 +32,9 @@ use super::{Broker, BrokerError, Enqueued};
 const IN_FLIGHT: usize = 2;
 /// Most tasks one script call carries.
 const MAX_BATCH: usize = 256;
+/// Most message bytes one script call carries (beyond its first task), so
+/// big payloads never make one call hold Redis up for long.
+const MAX_BATCH_BYTES: usize = 4 << 20;
 
 /// One task ready for the enqueue script.
 #[derive(Debug)]
@@ -44,6 +51,8 @@ pub(crate) struct NewTask {
     pub at: i64,
     /// Uniqueness TTL in seconds; 0: not unique.
     pub ttl: u64,
+    /// The enqueue's own time, Unix nanoseconds (`pending_since`).
+    pub since: i64,
 }
 
 type Reply = oneshot::Sender<Result<Enqueued, BrokerError>>;
@@ -109,6 +118,26 @@ pub(super) async fn enqueue(
         .map_err(|_| BrokerError::Protocol("the enqueue's flusher stopped unexpectedly".into()))?
 }
 
+/// Takes the next batch from `waiting`: the oldest tasks, up to
+/// [`MAX_BATCH`] of them and [`MAX_BATCH_BYTES`] of messages (at least one).
+/// Tasks whose caller stopped waiting (its future was dropped) are left
+/// out, never sent.
+fn next_batch(waiting: &mut Vec<(NewTask, Reply)>) -> Vec<(NewTask, Reply)> {
+    waiting.retain(|(_, reply)| !reply.is_closed());
+    let mut bytes = 0;
+    let n = waiting
+        .iter()
+        .take(MAX_BATCH)
+        .take_while(|(task, _)| {
+            bytes += task.msg.len();
+            bytes <= MAX_BATCH_BYTES
+        })
+        .count()
+        .max(1)
+        .min(waiting.len());
+    waiting.drain(..n).collect()
+}
+
 /// Sends a lane's waiting tasks until none are left.
 struct Flusher {
     lane: Arc<Lane>,
@@ -121,15 +150,15 @@ impl Flusher {
         loop {
             let batch: Vec<(NewTask, Reply)> = {
                 let mut state = self.lane.state();
-                if state.waiting.is_empty() {
+                let batch = next_batch(&mut state.waiting);
+                if batch.is_empty() {
                     // Under the lock that callers check, so a task pushed
                     // after this starts a flusher of its own.
                     state.flushers -= 1;
                     self.armed = false;
                     return;
                 }
-                let n = state.waiting.len().min(MAX_BATCH);
-                state.waiting.drain(..n).collect()
+                batch
             };
             let (tasks, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
             match broker.enqueue_many(&queue, &tasks).await {
@@ -149,11 +178,78 @@ impl Flusher {
 }
 
 impl Drop for Flusher {
-    /// A flusher that panicked no longer counts, so the next caller starts
-    /// another.
+    /// A flusher that panicked (or whose runtime shut down) no longer
+    /// counts, so the next caller starts another; if it was the last one,
+    /// the tasks still waiting fail (their callers get an error) rather than
+    /// wait for a caller that may never come.
     fn drop(&mut self) {
         if self.armed {
-            self.lane.state().flushers -= 1;
+            let mut state = self.lane.state();
+            state.flushers -= 1;
+            if state.flushers == 0 {
+                state.waiting.clear();
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(
+        bytes: usize,
+    ) -> (
+        NewTask,
+        Reply,
+        oneshot::Receiver<Result<Enqueued, BrokerError>>,
+    ) {
+        let (reply, outcome) = oneshot::channel();
+        let task = NewTask {
+            key: "asynq:{q}:t:x".into(),
+            lock: None,
+            msg: vec![0; bytes],
+            id: "x".into(),
+            at: 0,
+            ttl: 0,
+            since: 0,
+        };
+        (task, reply, outcome)
+    }
+
+    #[test]
+    fn batches_are_bounded_by_count_and_bytes_and_skip_callers_gone() {
+        let mut waiting = Vec::new();
+        let mut outcomes = Vec::new();
+        for _ in 0..300 {
+            let (t, r, o) = task(10);
+            waiting.push((t, r));
+            outcomes.push(o);
+        }
+        assert_eq!(next_batch(&mut waiting).len(), MAX_BATCH);
+        assert_eq!(next_batch(&mut waiting).len(), 300 - MAX_BATCH);
+        assert!(next_batch(&mut waiting).is_empty());
+
+        // Big messages: as many as fit in the byte budget, and a lone task
+        // bigger than the budget still goes.
+        let big = MAX_BATCH_BYTES / 3;
+        for bytes in [big, big, big, big, MAX_BATCH_BYTES * 2] {
+            let (t, r, o) = task(bytes);
+            waiting.push((t, r));
+            outcomes.push(o);
+        }
+        assert_eq!(next_batch(&mut waiting).len(), 3);
+        assert_eq!(next_batch(&mut waiting).len(), 1);
+        assert_eq!(next_batch(&mut waiting).len(), 1);
+
+        // A caller that stopped waiting is not sent.
+        let (t, r, o) = task(10);
+        waiting.push((t, r));
+        drop(o);
+        let (t, r, o) = task(10);
+        waiting.push((t, r));
+        let batch = next_batch(&mut waiting);
+        assert_eq!(batch.len(), 1);
+        drop(o);
     }
 }

@@ -89,6 +89,15 @@ impl BrokerError {
     }
 }
 
+/// What [`Broker::forget_lease`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forgotten {
+    /// The task's hash was gone: its id left the lease set and `active`.
+    Dropped,
+    /// The hash had no `msg`: it was archived as it is.
+    Archived,
+}
+
 /// How an enqueue ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Enqueued {
@@ -185,7 +194,8 @@ pub fn now_secs() -> i64 {
         .as_secs() as i64
 }
 
-pub(crate) fn now_nanos() -> i64 {
+/// Now as Unix nanoseconds.
+pub fn now_nanos() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
@@ -275,14 +285,45 @@ impl Broker {
         process_at: Option<i64>,
         unique_ttl: Option<u64>,
     ) -> Result<Enqueued, BrokerError> {
+        self.enqueue_stamped(msg, process_at, unique_ttl, now_nanos())
+            .await
+    }
+
+    /// [`Broker::enqueue`] with the enqueue's own time, Unix nanoseconds:
+    /// the task's `pending_since`, and the mark by which the script knows a
+    /// retry of the same enqueue (the same message and time) whose first
+    /// try landed. Retries of one enqueue pass the same `since`.
+    pub async fn enqueue_stamped(
+        &self,
+        msg: &TaskMessage,
+        process_at: Option<i64>,
+        unique_ttl: Option<u64>,
+        since: i64,
+    ) -> Result<Enqueued, BrokerError> {
+        let q = QueueKeys::new(&msg.queue);
+        let ttl = unique_ttl.filter(|ttl| *ttl > 0);
+        // The lock must be one of the queue's keys (the script runs in the
+        // queue's slot); a message without one gets Asynq's.
+        let lock = match ttl {
+            None => None,
+            Some(_) if msg.unique_key.is_empty() => Some(q.unique(&msg.r#type, &msg.payload)),
+            Some(_) if msg.unique_key.starts_with(q.prefix()) => Some(msg.unique_key.clone()),
+            Some(_) => {
+                return Err(BrokerError::Refused(format!(
+                    "unique key {:?} is not a key of queue {}",
+                    msg.unique_key, msg.queue
+                )));
+            }
+        };
         self.register_queue(&msg.queue).await?;
         let task = lanes::NewTask {
-            key: QueueKeys::new(&msg.queue).task(&msg.id),
-            lock: unique_ttl.map(|_| msg.unique_key.clone()),
+            key: q.task(&msg.id),
+            lock,
             msg: msg.encode_to_vec(),
             id: msg.id.clone(),
             at: process_at.unwrap_or(0),
-            ttl: unique_ttl.unwrap_or(0),
+            ttl: ttl.unwrap_or(0),
+            since,
         };
         lanes::enqueue(self, &msg.queue, task).await
     }
@@ -297,13 +338,16 @@ impl Broker {
         let q = QueueKeys::new(queue);
         let mut inv = scripts::ENQUEUE.prepare_invoke();
         inv.key(q.pending()).key(q.scheduled()).key(q.wake());
-        inv.arg(now_nanos());
         for task in tasks {
             inv.key(&task.key);
             if let Some(lock) = &task.lock {
                 inv.key(lock);
             }
-            inv.arg(&task.msg).arg(&task.id).arg(task.at).arg(task.ttl);
+            inv.arg(&task.msg)
+                .arg(&task.id)
+                .arg(task.at)
+                .arg(task.ttl)
+                .arg(task.since);
         }
         let mut conn = self.conn.clone();
         let codes: Vec<i64> = inv.invoke_async(&mut conn).await?;
@@ -566,23 +610,30 @@ impl Broker {
             .await
     }
 
-    /// Removes an expired lease whose task hash is gone (deleted by hand)
-    /// from the lease set and the active list.
+    /// Clears an expired lease whose task hash is gone (deleted by hand) or
+    /// has no `msg`: the first leaves the lease set and the active list,
+    /// the second is archived as it is. `None` when neither applies (the
+    /// lease is gone or alive, or the hash has a `msg`).
     pub async fn forget_lease(
         &self,
         queue: &QueueKeys,
         id: &str,
         now: i64,
-    ) -> Result<bool, BrokerError> {
+    ) -> Result<Option<Forgotten>, BrokerError> {
         let mut inv = scripts::FORGET.prepare_invoke();
         inv.key(queue.active())
             .key(queue.lease())
             .key(queue.task(id))
+            .key(queue.archived())
             .arg(id)
             .arg(now);
         let mut conn = self.conn.clone();
         let done: i64 = inv.invoke_async(&mut conn).await?;
-        Ok(done == 1)
+        Ok(match done {
+            1 => Some(Forgotten::Dropped),
+            2 => Some(Forgotten::Archived),
+            _ => None,
+        })
     }
 
     async fn move_failed(

@@ -10,7 +10,7 @@ use prost::Message as _;
 use redis::AsyncCommands as _;
 
 use super::{Fence, Shared, Shown};
-use crate::broker::{keys, now_secs};
+use crate::broker::{Forgotten, keys, now_secs};
 use crate::proto::{ServerInfo, TaskMessage, Timestamp, WorkerInfo};
 
 /// Runs three loops side by side, so none waits on another: a heartbeat
@@ -307,14 +307,21 @@ async fn recover(
         if ours {
             continue;
         }
-        let raw = shared.broker.task_msg(queue, &id).await?;
-        if raw.is_none() && shared.broker.forget_lease(queue, &id, now).await? {
-            tracing::warn!(task_id = %id, queue = queue.name(), "dropped an expired lease whose task no longer exists");
+        // A lease whose hash is gone or has no `msg` is cleared in one
+        // script that checks both, and one whose `msg` is not a
+        // TaskMessage is archived as it is: neither may hold up recovery.
+        let Some(raw) = shared.broker.task_msg(queue, &id).await? else {
+            match shared.broker.forget_lease(queue, &id, now).await? {
+                Some(Forgotten::Dropped) => {
+                    tracing::warn!(task_id = %id, queue = queue.name(), "dropped an expired lease whose task no longer exists");
+                }
+                Some(Forgotten::Archived) => {
+                    tracing::warn!(task_id = %id, queue = queue.name(), "archived an abandoned task without a msg");
+                }
+                None => {}
+            }
             continue;
-        }
-        // A hash without `msg` or with one that is not a TaskMessage is
-        // archived as it is, so it never holds up the queue's recovery.
-        let raw = raw.unwrap_or_default();
+        };
         let decoded = (!raw.is_empty())
             .then(|| TaskMessage::decode(raw.as_slice()).ok())
             .flatten();

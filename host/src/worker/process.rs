@@ -106,8 +106,12 @@ async fn process(
         },
         started,
         deadline: [
-            (msg.timeout > 0).then(|| started + Duration::from_secs(msg.timeout as u64)),
-            (msg.deadline > 0).then(|| UNIX_EPOCH + Duration::from_secs(msg.deadline as u64)),
+            (msg.timeout > 0)
+                .then(|| started.checked_add(Duration::from_secs(msg.timeout as u64)))
+                .flatten(),
+            (msg.deadline > 0)
+                .then(|| UNIX_EPOCH.checked_add(Duration::from_secs(msg.deadline as u64)))
+                .flatten(),
         ]
         .into_iter()
         .flatten()

@@ -7,17 +7,18 @@
 -- KEYS[3] asynq:{q}:wake
 -- KEYS[4..] per task: asynq:{q}:t:<id>, then, only when the task is
 --          unique, its lock asynq:{q}:unique:<type>:<md5>
--- ARGV[1] now, Unix nanoseconds (pending_since)
--- ARGV[2..] per task, four values: the encoded TaskMessage, the task id,
---          process at in Unix seconds ("0": now), uniqueness TTL in
---          seconds ("0": not unique)
--- Returns one code per task, in order: 1 enqueued, 0 the id exists,
--- -1 a duplicate holds the unique lock.
+-- ARGV per task, five values: the encoded TaskMessage, the task id, process
+--          at in Unix seconds ("0": now), uniqueness TTL in seconds ("0":
+--          not unique), and the enqueue's own time in Unix nanoseconds
+--          (stored as pending_since; it also marks a replay, below)
+-- Returns one code per task, in order: 1 enqueued (or already enqueued by
+-- this very call), 0 the id exists, -1 a duplicate holds the unique lock.
 local codes = {}
 local pushed = {}
 local k = 4
-for a = 2, #ARGV, 4 do
-  local task, msg, id, at, ttl = KEYS[k], ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
+for a = 1, #ARGV, 5 do
+  local task, msg, id, at, ttl, since =
+    KEYS[k], ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
   k = k + 1
   local lock = nil
   if ttl ~= "0" then
@@ -27,6 +28,15 @@ for a = 2, #ARGV, 4 do
   local code = 1
   if redis.call("EXISTS", task) == 1 then
     code = 0
+    -- The same enqueue sent again after its reply was lost (a dropped
+    -- connection): the hash holds this very message, stamped with this
+    -- enqueue's time. It is a success; the rewrite of the stamp is a write,
+    -- so a durable caller's WAIT also covers the first one.
+    if at == "0" and redis.call("HGET", task, "pending_since") == since
+      and redis.call("HGET", task, "msg") == msg then
+      redis.call("HSET", task, "pending_since", since)
+      code = 1
+    end
   elseif lock and not redis.call("SET", lock, id, "NX", "EX", ttl) then
     code = -1
   else
@@ -34,7 +44,7 @@ for a = 2, #ARGV, 4 do
       redis.call("HSET", task, "unique_key", lock)
     end
     if at == "0" then
-      redis.call("HSET", task, "msg", msg, "state", "pending", "pending_since", ARGV[1])
+      redis.call("HSET", task, "msg", msg, "state", "pending", "pending_since", since)
       pushed[#pushed + 1] = id
     else
       redis.call("HSET", task, "msg", msg, "state", "scheduled")
