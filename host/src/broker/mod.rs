@@ -22,9 +22,9 @@ mod lanes;
 mod scripts;
 mod topology;
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use prost::Message as _;
 use redis::AsyncCommands as _;
@@ -41,6 +41,9 @@ pub const SCAN_BATCH: usize = 200;
 /// Most tasks one forward or expire pass moves, so one queue's backlog
 /// does not hold up the others' upkeep.
 pub const SCAN_LIMIT: u64 = 20_000;
+
+/// How often a broker adds a queue it uses to `asynq:queues` again.
+const REGISTER_AGAIN_AFTER: Duration = Duration::from_secs(60);
 
 /// How long daily counters are kept.
 const STATS_TTL_SECS: i64 = 90 * 24 * 3600;
@@ -181,7 +184,8 @@ fn claimed_tasks(flat: Vec<Vec<u8>>) -> Result<Vec<Claimed>, BrokerError> {
 pub struct Broker {
     conn: Conn,
     config: RedisConfig,
-    known_queues: Arc<Mutex<HashSet<String>>>,
+    /// Queues this broker added to `asynq:queues`, and when.
+    known_queues: Arc<Mutex<HashMap<String, Instant>>>,
     lanes: Arc<lanes::Lanes>,
     owner: Arc<str>,
 }
@@ -254,14 +258,17 @@ impl Broker {
         matches!(self.conn, Conn::Cluster(_))
     }
 
-    /// Adds `queue` to `asynq:queues` (once per broker).
+    /// Adds `queue` to `asynq:queues`: once per broker, and again once a
+    /// minute while it is used, so a queue removed by another process
+    /// (`wasq queue rm`) and then enqueued into shows up again.
     pub async fn register_queue(&self, queue: &str) -> Result<(), BrokerError> {
-        if self
+        let fresh = self
             .known_queues
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .contains(queue)
-        {
+            .get(queue)
+            .is_some_and(|at| at.elapsed() < REGISTER_AGAIN_AFTER);
+        if fresh {
             return Ok(());
         }
         let mut conn = self.conn.clone();
@@ -269,7 +276,7 @@ impl Broker {
         self.known_queues
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(queue.to_owned());
+            .insert(queue.to_owned(), Instant::now());
         Ok(())
     }
 
