@@ -177,15 +177,16 @@ async fn a_cluster_with_acl_credentials() {
     // The CLI's --cluster takes the credentials as flags or from the
     // environment.
     let addrs = cluster.addrs().join(",");
+    let ls_args = [
+        "queue",
+        "ls",
+        "--cluster",
+        "--cluster-addrs",
+        &addrs,
+        "--json",
+    ];
     let ls = |extra: &[&str]| {
-        let mut args = vec![
-            "queue",
-            "ls",
-            "--cluster",
-            "--cluster-addrs",
-            &addrs,
-            "--json",
-        ];
+        let mut args = ls_args.to_vec();
         args.extend_from_slice(extra);
         run_wasq(&args)
     };
@@ -196,14 +197,7 @@ async fn a_cluster_with_acl_credentials() {
     assert_ne!(code, 0);
     assert!(err.contains("connecting to Redis"), "{err}");
     let out = std::process::Command::new(wasq_tests::wasq_bin())
-        .args([
-            "queue",
-            "ls",
-            "--cluster",
-            "--cluster-addrs",
-            &addrs,
-            "--json",
-        ])
+        .args(ls_args)
         .env("WASQ_REDIS_USERNAME", "app")
         .env("WASQ_REDIS_PASSWORD", "s3cret")
         .output()

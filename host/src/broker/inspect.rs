@@ -496,18 +496,15 @@ impl Broker {
             inv.key(q.processed_on(&date)).key(q.failed_on(&date));
         }
         let removed: i64 = inv.invoke_async(&mut self.conn.clone()).await?;
-        match removed {
-            1 => {}
-            -1 => {
-                return Err(BrokerError::Refused(format!(
-                    "queue {queue}: a task started while it was being removed; {deleted} task(s) deleted, run again"
-                )));
-            }
-            _ => {
-                return Err(BrokerError::Refused(format!(
-                    "queue {queue}: tasks arrived while it was being removed; {deleted} task(s) deleted, run again"
-                )));
-            }
+        if removed != 1 {
+            let what = if removed == -1 {
+                "a task started"
+            } else {
+                "tasks arrived"
+            };
+            return Err(BrokerError::Refused(format!(
+                "queue {queue}: {what} while it was being removed; {deleted} task(s) deleted, run again"
+            )));
         }
         let _: i64 = self.conn.clone().srem(keys::ALL_QUEUES, queue).await?;
         self.known_queues
