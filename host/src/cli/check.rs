@@ -17,10 +17,16 @@ pub struct Args {
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (config, runtime) = super::load_runtime(&args.config.config).await?;
     let types: Vec<_> = runtime.task_types().cloned().collect();
+    let cache_dir = config.cache_dir();
+    // The runtime turns the cache off when the directory is not safe (it
+    // logs why); every task type is then compiled with the cache off.
+    let refused = types.iter().any(|t| t.cache == CacheStatus::Disabled);
+    let cache_on = cache_dir.is_some() && !refused;
     if args.json {
         let report = serde_json::json!({
             "config": args.config.config,
-            "cache_dir": config.cache_dir(),
+            "cache_dir": cache_dir,
+            "cache": if cache_on { "on" } else { "off" },
             "task_types": types.iter().map(|t| serde_json::json!({
                 "name": t.name,
                 "module": t.module,
@@ -46,11 +52,22 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         args.config.config.display(),
         types.len()
     );
+    match &cache_dir {
+        None => {
+            println!("  compiled-code cache: off (no [runtime] cache_dir, XDG_CACHE_HOME or HOME)")
+        }
+        Some(dir) if refused => println!(
+            "  compiled-code cache: off ({} is not safe to load code from, see the warning)",
+            dir.display()
+        ),
+        Some(dir) => println!("  compiled-code cache: {}", dir.display()),
+    }
     for t in &types {
         let cache = match t.cache {
             CacheStatus::Hit => "cached",
             CacheStatus::Compiled => "compiled",
             CacheStatus::CompiledUncached => "compiled (cache not writable)",
+            CacheStatus::Disabled => "compiled (cache off)",
         };
         let fuel = t
             .limits

@@ -7,7 +7,7 @@
 //!
 //! ```toml
 //! [runtime]
-//! cache_dir = ".wasq-cache"   # compiled components, reused across restarts
+//! cache_dir = ".wasq-cache"   # compiled components; only used if no one else can write it
 //! max_sandboxes = 128         # sandboxes alive at once (the instance pool)
 //!
 //! [defaults]                  # limits of every task type unless it overrides them
@@ -77,8 +77,11 @@ pub struct Config {
 #[serde(deny_unknown_fields, default)]
 pub struct RuntimeConfig {
     /// Where compiled components are cached (default: `$XDG_CACHE_HOME/wasq`,
-    /// else `~/.cache/wasq`). Only the host should be able to write here:
-    /// cached code is loaded as trusted native code.
+    /// else `~/.cache/wasq`; with neither variable set, no cache). Cached
+    /// code is loaded as native code, so the directory is used only if it
+    /// is owned by the user wasq runs as and not writable by group or
+    /// others (a missing one is created with mode 0700); otherwise the
+    /// cache is off, with a warning.
     pub cache_dir: Option<PathBuf>,
     /// How many sandboxes may be alive at once; sizes the instance pool.
     pub max_sandboxes: u32,
@@ -518,18 +521,24 @@ impl Config {
             .map(|t| t.own_limits().over(&base))
     }
 
-    /// The compiled-component cache directory.
-    pub fn cache_dir(&self) -> PathBuf {
+    /// The compiled-component cache directory: `[runtime] cache_dir`, else
+    /// `$XDG_CACHE_HOME/wasq`, else `$HOME/.cache/wasq` (environment
+    /// variables that are empty or relative are ignored). `None` when there
+    /// is none: the cache is then off, never in a shared temporary
+    /// directory, since cached files are loaded as native code.
+    pub fn cache_dir(&self) -> Option<PathBuf> {
         if let Some(dir) = &self.runtime.cache_dir {
-            return self.resolve(dir);
+            return Some(self.resolve(dir));
         }
-        if let Some(xdg) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
-            return PathBuf::from(xdg).join("wasq");
+        let absolute = |var: &str| {
+            std::env::var_os(var)
+                .map(PathBuf::from)
+                .filter(|path| path.is_absolute())
+        };
+        if let Some(xdg) = absolute("XDG_CACHE_HOME") {
+            return Some(xdg.join("wasq"));
         }
-        if let Some(home) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
-            return PathBuf::from(home).join(".cache").join("wasq");
-        }
-        std::env::temp_dir().join("wasq-cache")
+        absolute("HOME").map(|home| home.join(".cache").join("wasq"))
     }
 }
 
