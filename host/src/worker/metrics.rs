@@ -14,7 +14,13 @@
 //! | `wasq_redis_errors_total`, `wasq_redis_reconnects_total` | counter | |
 //!
 //! Queue gauges are read from Redis when `/metrics` is scraped.
+//!
+//! Task types are chosen by whoever enqueues, and every label set lives as
+//! long as the worker: only the task types of the config's `[tasks]` get
+//! their own `task_type` label ([`Metrics::with_task_types`]); every other
+//! type is counted as [`OTHER`].
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -28,6 +34,27 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use super::{Shared, TaskEvent};
+
+/// The `task_type` label of task types the config does not list.
+pub(crate) const OTHER: &str = "other";
+
+/// Which task types get their own label.
+#[derive(Debug, Default)]
+pub(crate) struct Labelled {
+    /// These, and any other is [`OTHER`]; `None`: every task type (until
+    /// [`Metrics::with_task_types`] is called).
+    pub(crate) only: Option<HashSet<String>>,
+}
+
+impl Labelled {
+    /// `task_type` itself if it may be a label, else [`OTHER`].
+    pub(crate) fn label<'a>(&self, task_type: &'a str) -> &'a str {
+        match &self.only {
+            Some(names) if !names.contains(task_type) => OTHER,
+            _ => task_type,
+        }
+    }
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TaskLabels {
@@ -77,6 +104,8 @@ pub(crate) struct Metrics {
     redis_reconnects: Counter,
     /// When Redis last answered, Unix ms (for `/healthz`).
     redis_ok_at: AtomicU64,
+    /// The task types labelled by name.
+    labelled: Labelled,
 }
 
 impl Metrics {
@@ -168,16 +197,33 @@ impl Metrics {
             redis_errors,
             redis_reconnects,
             redis_ok_at: AtomicU64::new(now_ms()),
+            labelled: Labelled::default(),
         }
+    }
+
+    /// Labels only `task_types` (the config's `[tasks]`) by name; every
+    /// other task type is labelled [`OTHER`], so producers cannot grow the
+    /// label sets without bound.
+    #[allow(
+        dead_code,
+        reason = "until worker/mod.rs builds the metrics with the config's task types"
+    )]
+    pub(crate) fn with_task_types(
+        mut self,
+        task_types: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        self.labelled.only = Some(task_types.into_iter().map(Into::into).collect());
+        self
     }
 
     /// Records one finished task run.
     pub(crate) fn task(&self, event: &TaskEvent) {
         let disposition = event.disposition.as_str().to_owned();
+        let task_type = self.labelled.label(&event.task_type);
         self.tasks
             .get_or_create(&TaskLabels {
                 queue: event.queue.clone(),
-                task_type: event.task_type.clone(),
+                task_type: task_type.to_owned(),
                 outcome: event.cause.clone(),
                 disposition,
             })
@@ -188,11 +234,11 @@ impl Metrics {
         self.duration
             .get_or_create(&QueueTypeLabels {
                 queue: event.queue.clone(),
-                task_type: event.task_type.clone(),
+                task_type: task_type.to_owned(),
             })
             .observe(event.micros as f64 / 1e6);
         let by_type = TypeLabels {
-            task_type: event.task_type.clone(),
+            task_type: task_type.to_owned(),
         };
         self.fuel.get_or_create(&by_type).observe(event.fuel as f64);
         self.memory
@@ -332,5 +378,78 @@ pub(crate) async fn serve(shared: Arc<Shared>, addr: SocketAddr) {
         );
     if let Err(e) = axum::serve(listener, app).await {
         tracing::error!("the metrics server stopped: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::worker::Disposition;
+
+    fn event(task_type: &str) -> TaskEvent {
+        TaskEvent {
+            id: "id".into(),
+            task_type: task_type.into(),
+            queue: "default".into(),
+            disposition: Disposition::Done,
+            result: None,
+            error: None,
+            fuel: 1_000,
+            micros: 100,
+            started_at_ms: 1,
+            cause: "ok".into(),
+            memory_peak: 65_536,
+        }
+    }
+
+    fn encoded(metrics: &Metrics) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &metrics.registry).unwrap();
+        out
+    }
+
+    #[test]
+    fn task_types_not_configured_are_labelled_other() {
+        let metrics = Metrics::new().with_task_types(["email"]);
+        metrics.task(&event("email"));
+        for n in 0..100 {
+            metrics.task(&event(&format!("made-up:{n}")));
+        }
+        let text = encoded(&metrics);
+        assert!(!text.contains("made-up"), "{text}");
+        for family in [
+            "wasq_tasks_total",
+            "wasq_task_duration_seconds_count",
+            "wasq_task_fuel_count",
+            "wasq_task_memory_peak_bytes_count",
+            "wasq_sandbox_memory_peak_bytes",
+        ] {
+            let series = |task_type: &str| {
+                text.lines()
+                    .filter(|l| {
+                        l.starts_with(&format!("{family}{{"))
+                            && l.contains(&format!("task_type=\"{task_type}\""))
+                    })
+                    .count()
+            };
+            assert_eq!(series("email"), 1, "{family}: {text}");
+            assert_eq!(series(OTHER), 1, "{family}: {text}");
+        }
+        let other = text
+            .lines()
+            .find(|l| l.starts_with("wasq_tasks_total{") && l.contains("task_type=\"other\""))
+            .unwrap();
+        assert!(other.ends_with(" 100"), "{other}");
+    }
+
+    #[test]
+    fn labelled_keeps_configured_names() {
+        let only = Labelled {
+            only: Some(["a".to_owned()].into()),
+        };
+        assert_eq!(only.label("a"), "a");
+        assert_eq!(only.label("b"), OTHER);
+        assert_eq!(only.label(""), OTHER);
+        assert_eq!(Labelled::default().label("b"), "b");
     }
 }

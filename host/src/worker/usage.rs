@@ -7,11 +7,16 @@
 //! | --- | --- | --- |
 //! | `wasq:type:{<type>}:m:<unix minute>` | hash | `runs`, `ok`, `fail:<cause>`; expires after 2 h |
 //! | `wasq:type:{<type>}:samples` | list | recent runs as `"<unix s> <fuel> <micros>"`, newest first, at most 1000; expires after 2 h |
+//!
+//! `<type>` is a task type of the config's `[tasks]`, or `other` for every
+//! type it does not list ([`Usage::with_task_types`]): producers choose task
+//! types, and must not be able to create keys without bound.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use super::TaskEvent;
+use super::metrics::Labelled;
 use crate::broker::{Broker, BrokerError, now_secs};
 
 /// Samples kept per type in Redis.
@@ -41,16 +46,33 @@ struct Window {
 #[derive(Default)]
 pub(crate) struct Usage {
     windows: Mutex<HashMap<String, Window>>,
+    /// The task types counted under their own name.
+    labelled: Labelled,
 }
 
 impl Usage {
+    /// Counts only `task_types` (the config's `[tasks]`) under their own
+    /// name; every other task type is counted as `other`.
+    #[allow(
+        dead_code,
+        reason = "until worker/mod.rs builds the usage with the config's task types"
+    )]
+    pub(crate) fn with_task_types(
+        mut self,
+        task_types: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        self.labelled.only = Some(task_types.into_iter().map(Into::into).collect());
+        self
+    }
+
     /// Counts one run (runs that never reached the sandbox are skipped).
     pub(crate) fn record(&self, event: &TaskEvent) {
         if event.started_at_ms == 0 || event.task_type.is_empty() {
             return;
         }
+        let task_type = self.labelled.label(&event.task_type);
         let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-        let w = windows.entry(event.task_type.clone()).or_default();
+        let w = windows.entry(task_type.to_owned()).or_default();
         w.runs += 1;
         if event.cause == "ok" {
             w.ok += 1;
@@ -64,8 +86,17 @@ impl Usage {
 
     /// Adds what was counted to Redis (one pipeline per type).
     pub(crate) async fn flush(&self, broker: &Broker) -> Result<(), BrokerError> {
+        for pipe in self.take(now_secs()) {
+            let _: () = pipe.query_async(&mut broker.conn()).await?;
+        }
+        Ok(())
+    }
+
+    /// Takes what was counted, as the commands that add it to Redis at
+    /// `now` (Unix seconds), one pipeline per type.
+    fn take(&self, now: i64) -> Vec<redis::Pipeline> {
         let windows = std::mem::take(&mut *self.windows.lock().unwrap_or_else(|e| e.into_inner()));
-        let now = now_secs();
+        let mut pipes = Vec::with_capacity(windows.len());
         for (task_type, w) in windows {
             let key = minute_key(&task_type, now / 60);
             let samples = samples_key(&task_type);
@@ -82,8 +113,59 @@ impl Usage {
             }
             pipe.ltrim(&samples, 0, SAMPLES - 1).ignore();
             pipe.expire(&samples, 7200).ignore();
-            let _: () = pipe.query_async(&mut broker.conn()).await?;
+            pipes.push(pipe);
         }
-        Ok(())
+        pipes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::worker::Disposition;
+
+    fn event(task_type: &str) -> TaskEvent {
+        TaskEvent {
+            id: "id".into(),
+            task_type: task_type.into(),
+            queue: "default".into(),
+            disposition: Disposition::Done,
+            result: None,
+            error: None,
+            fuel: 1_000,
+            micros: 100,
+            started_at_ms: 1,
+            cause: "ok".into(),
+            memory_peak: 65_536,
+        }
+    }
+
+    #[test]
+    fn task_types_not_configured_are_counted_as_other() {
+        let usage = Usage::default().with_task_types(["email"]);
+        usage.record(&event("email"));
+        for n in 0..50 {
+            usage.record(&event(&format!("made-up:{n}")));
+        }
+        let now = 1_700_000_000;
+        let pipes = usage.take(now);
+        assert_eq!(pipes.len(), 2, "one pipeline per counted type");
+        let commands: Vec<String> = pipes
+            .iter()
+            .map(|p| String::from_utf8_lossy(&p.get_packed_pipeline()).into_owned())
+            .collect();
+        let all = commands.concat();
+        assert!(!all.contains("made-up"), "{all}");
+        for task_type in ["email", "other"] {
+            let minute = minute_key(task_type, now / 60);
+            let samples = samples_key(task_type);
+            assert!(
+                commands
+                    .iter()
+                    .any(|c| c.contains(&minute) && c.contains(&samples)),
+                "no keys of {task_type}: {all}"
+            );
+        }
+        assert!(usage.take(now).is_empty(), "taken once");
     }
 }
