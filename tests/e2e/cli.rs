@@ -1,6 +1,10 @@
-//! The `wasq` binary: `check` and `exec` on the example handlers.
+//! The `wasq` binary: `check` and `exec` on the example handlers, and a
+//! reader that goes away (`wasq stats --json | head`).
 
-use wasq_tests::{TestConfig, run_wasq};
+use std::os::unix::process::ExitStatusExt as _;
+use std::process::{Command, Stdio};
+
+use wasq_tests::{TestConfig, run_wasq, wasq_bin};
 
 fn examples_config() -> TestConfig {
     TestConfig::new(
@@ -90,4 +94,30 @@ fn exec_reports_failures_with_exit_code_1_and_json() {
         "skip_retry"
     );
     assert!(report["fuel_consumed"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn a_command_whose_reader_went_away_exits_quietly() {
+    let redis = format!("redis://{}", wasq_tests::redis::shared_single().addr());
+    for args in [&["stats", "--json"][..], &["stats"], &["queue", "ls"]] {
+        let mut child = Command::new(wasq_bin())
+            .args(args)
+            .args(["--redis-url", &redis])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Like `| head -0`: the pipe's only reader is gone before wasq
+        // prints.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() || out.status.signal() == Some(libc::SIGPIPE),
+            "wasq {args:?}: {:?}\n{err}",
+            out.status
+        );
+        assert!(!err.contains("panicked"), "wasq {args:?}: {err}");
+        assert!(err.is_empty(), "wasq {args:?} printed: {err}");
+    }
 }
