@@ -2,6 +2,8 @@
 //
 //   node dash.test.mjs <url> <queue> <archived task id>
 //
+// The url may carry `?token=` (a dashboard started with --auth-token).
+//
 // MODE=readonly: checks that every action is disabled.
 // SHOTS=<dir>:   saves screenshots of the main views there.
 // CHROMIUM:      the browser (default /usr/bin/chromium, Debian's package).
@@ -39,6 +41,7 @@ try {
 
   await page.goto(url);
   await page.waitForSelector(`tr[data-queue="${queue}"]`);
+  check(!page.url().includes("token="), "the auth token left the address bar");
   check((await count("archived")) === "1", "one archived task is shown");
   check((await count("pending")) === "0", "no pending task is shown");
 

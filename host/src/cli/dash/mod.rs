@@ -1,12 +1,15 @@
 //! `wasq dash`: a live view of the queues. In the terminal it redraws a
 //! table of queues (counts by state, throughput, latency), servers and the
 //! cluster's state every `--interval`; with `--web` it serves a dashboard
-//! page and the JSON API behind it (see [`web`]).
+//! page and the JSON API behind it (see [`web`], which also says who may
+//! use it). Beyond loopback the web dashboard wants `--auth-token` (or
+//! `WASQ_DASH_TOKEN`), or `--insecure`.
 
 mod web;
 
 use std::collections::HashMap;
 use std::io::Write as _;
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -18,11 +21,40 @@ pub struct Args {
     #[command(flatten)]
     redis: super::connect::RedisArgs,
     /// Serve the web dashboard instead of drawing in the terminal.
+    ///
+    /// The page sends a token embedded in it when it was served (random
+    /// per start) with every action, and the dashboard refuses requests
+    /// from another site's page (their Origin) and requests for a Host
+    /// that is not the listen address (DNS rebinding), so a page open in
+    /// the same browser cannot act on the queues.
     #[arg(long)]
     web: bool,
     /// Where the web dashboard listens.
+    ///
+    /// Anything but a loopback address (127.0.0.1, ::1) needs --auth-token
+    /// (or WASQ_DASH_TOKEN), or --insecure. Open the dashboard by this
+    /// address (on loopback `localhost` works too; listening on every
+    /// address, any IP address of the machine): requests naming another
+    /// host are refused.
     #[arg(long, default_value = "127.0.0.1:8080", requires = "web")]
-    listen: std::net::SocketAddr,
+    listen: SocketAddr,
+    /// A token every request to the web dashboard must carry.
+    ///
+    /// In a browser open http://ADDR/?token=TOKEN once: an HttpOnly,
+    /// SameSite=Strict cookie then keeps the session until the dashboard
+    /// stops. Scripts send `Authorization: Bearer TOKEN`. Required to
+    /// listen beyond loopback.
+    #[arg(
+        long,
+        env = "WASQ_DASH_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    auth_token: Option<String>,
+    /// Listen beyond loopback without --auth-token: anyone who reaches the
+    /// address can then act on every queue.
+    #[arg(long, requires = "web")]
+    insecure: bool,
     /// Web dashboard without actions (run, delete, archive, cancel, pause).
     #[arg(long, requires = "web")]
     read_only: bool,
@@ -35,12 +67,15 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let broker = args.redis.connect().await?;
     if args.web {
+        // Before Redis: a refused start says so at once.
+        let auth_token = auth_token(&args)?;
+        let broker = args.redis.connect().await?;
         let config = args.redis.config_file()?;
-        web::serve(broker, config, args.listen, args.read_only).await?;
+        web::serve(broker, config, args.listen, args.read_only, auth_token).await?;
         return Ok(ExitCode::SUCCESS);
     }
+    let broker = args.redis.connect().await?;
     let mut last: HashMap<String, (u64, Instant)> = HashMap::new();
     loop {
         let frame = frame(&broker, &mut last).await?;
@@ -56,6 +91,29 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
         }
     }
+}
+
+/// The web dashboard's auth token, once checked that the listen address
+/// may be served with it: beyond loopback only with a token or
+/// `--insecure`.
+fn auth_token(args: &Args) -> anyhow::Result<Option<String>> {
+    if args.auth_token.as_deref() == Some("") {
+        anyhow::bail!(
+            "the auth token is empty: pass --auth-token TOKEN (or set WASQ_DASH_TOKEN) with a \
+             token, or neither (then only on loopback, or with --insecure)"
+        );
+    }
+    if args.auth_token.is_none() && !args.insecure && !args.listen.ip().to_canonical().is_loopback()
+    {
+        anyhow::bail!(
+            "refusing to serve the web dashboard on {} without an auth token: anyone who reaches \
+             it could delete every task. Pass --auth-token TOKEN (or set WASQ_DASH_TOKEN) and \
+             open http://ADDR/?token=TOKEN, or listen on loopback (--listen 127.0.0.1:8080), or \
+             pass --insecure to serve it to anyone who reaches the address",
+            args.listen
+        );
+    }
+    Ok(args.auth_token.clone())
 }
 
 /// One frame of the terminal view; `last` keeps each queue's processed
