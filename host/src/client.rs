@@ -177,8 +177,33 @@ impl Client {
         results
     }
 
+    /// Enqueues a guest's follow-up task with a mark that it was sent (see
+    /// [`Broker::enqueue_follow_up`]): the worker's way to send follow-ups
+    /// exactly once.
+    pub(crate) async fn enqueue_follow_up(
+        &self,
+        task: Task,
+        options: TaskOptions,
+    ) -> Result<TaskInfo, EnqueueError> {
+        let info = self.write_as(task, options, Write::FollowUp).await?;
+        self.broker
+            .wait_replicated(&info.queue)
+            .await
+            .map_err(|e| not_durable(&info, &e))?;
+        Ok(info)
+    }
+
     /// Checks and writes one task, without waiting for replicas.
     async fn write(&self, task: Task, options: TaskOptions) -> Result<TaskInfo, EnqueueError> {
+        self.write_as(task, options, Write::Plain).await
+    }
+
+    async fn write_as(
+        &self,
+        task: Task,
+        options: TaskOptions,
+        kind: Write,
+    ) -> Result<TaskInfo, EnqueueError> {
         check_name("task type", &task.task_type)?;
         if let Some(queue) = &options.queue {
             check_queue_name(queue)?;
@@ -209,7 +234,11 @@ impl Client {
         let mut tries = 0;
         let outcome = loop {
             tries += 1;
-            match self.broker.enqueue_stamped(&msg, at, unique, since).await {
+            let written = match kind {
+                Write::Plain => self.broker.enqueue_stamped(&msg, at, unique, since).await,
+                Write::FollowUp => self.broker.enqueue_follow_up(&msg, at, since).await,
+            };
+            match written {
                 Err(BrokerError::Redis(e)) if tries < 4 && is_transient(&e) => {
                     tokio::time::sleep(std::time::Duration::from_millis(100 << tries)).await;
                 }
@@ -247,6 +276,15 @@ impl Client {
     }
 }
 
+/// How [`Client::write_as`] writes a task.
+#[derive(Clone, Copy)]
+enum Write {
+    /// As any client does.
+    Plain,
+    /// A guest's follow-up, with its sent mark.
+    FollowUp,
+}
+
 /// Errors after which the same request may succeed on a new connection.
 fn is_transient(e: &redis::RedisError) -> bool {
     e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout()
@@ -261,7 +299,7 @@ fn not_durable(info: &TaskInfo, e: &BrokerError) -> EnqueueError {
 }
 
 /// A task type or task id: not empty, not too long, no control characters.
-fn check_name(what: &str, name: &str) -> Result<(), EnqueueError> {
+pub(crate) fn check_name(what: &str, name: &str) -> Result<(), EnqueueError> {
     if name.is_empty() {
         return Err(EnqueueError::Invalid(format!("{what} is empty")));
     }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use wasq::runtime::{
     Action, CancelToken, Execution, Failure, HandlerError, Invocation, LimitExceeded, Outcome,
-    RecordingSink, Runtime, TrapCause,
+    Runtime, TrapCause, follow_up_id,
 };
 use wasq_tests::TestConfig;
 
@@ -328,6 +328,77 @@ async fn sockets_are_denied() {
     );
 }
 
+/// A runtime whose task type `net` is granted TCP to `tcp` and UDP to
+/// `udp`.
+fn network_config(tcp: std::net::SocketAddr, udp: std::net::SocketAddr) -> TestConfig {
+    TestConfig::new(&format!(
+        r#"
+[tasks.net]
+module = "{{guests}}/misbehave.wasm"
+network = ["{tcp}", "udp:{udp}"]
+
+[tasks.bad]
+module = "{{guests}}/misbehave.wasm"
+"#
+    ))
+}
+
+#[tokio::test]
+async fn a_granted_address_can_be_reached_and_nothing_else() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let tcp = listener.local_addr().unwrap();
+    let receiver = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    receiver
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let udp = receiver.local_addr().unwrap();
+    let runtime = network_config(tcp, udp).runtime();
+
+    // TCP: the implicit bind and the connect to the granted address pass.
+    let accepted = std::thread::spawn(move || listener.accept().map(|(_, peer)| peer));
+    let connect = format!(r#"{{"do": "socket", "addr": "{tcp}"}}"#);
+    assert_eq!(run_ok(&runtime, "net", &connect).await, "connected");
+    let peer = accepted.join().unwrap().unwrap();
+    assert!(peer.ip().is_loopback(), "{peer}");
+
+    // UDP: the datagram arrives.
+    let send = format!(r#"{{"do": "udp", "addr": "{udp}"}}"#);
+    assert_eq!(run_ok(&runtime, "net", &send).await, "sent 14");
+    let mut buf = [0u8; 64];
+    let (n, _) = receiver.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"hello over udp");
+
+    // Refused: another port, UDP to the TCP grant, TCP to the UDP grant,
+    // listening (on the wildcard or a chosen address), and any socket for
+    // a type without grants.
+    let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let refused = [
+        (
+            "net",
+            format!(
+                r#"{{"do": "socket", "addr": "{}"}}"#,
+                other.local_addr().unwrap()
+            ),
+        ),
+        ("net", format!(r#"{{"do": "udp", "addr": "{tcp}"}}"#)),
+        ("net", format!(r#"{{"do": "socket", "addr": "{udp}"}}"#)),
+        ("net", r#"{"do": "listen", "addr": "0.0.0.0:0"}"#.to_owned()),
+        ("net", format!(r#"{{"do": "listen", "addr": "{tcp}"}}"#)),
+        ("bad", connect.clone()),
+        ("bad", send.clone()),
+    ];
+    for (task_type, payload) in refused {
+        let run = attempt(&runtime, task_type, &payload).await;
+        let message = skip_retry_message(&run);
+        assert!(
+            message.contains("failed") && !message.contains("connected"),
+            "{task_type} {payload}: {message}"
+        );
+    }
+    other.set_nonblocking(true).unwrap();
+    assert!(other.accept().is_err(), "a refused connect got through");
+}
+
 #[tokio::test]
 async fn no_state_survives_between_tasks() {
     let runtime = config().runtime();
@@ -359,19 +430,25 @@ async fn clocks_are_frozen_unless_granted() {
 
 #[tokio::test]
 async fn follow_up_tasks_only_into_granted_queues() {
-    let sink = Arc::new(RecordingSink::default());
-    let runtime = config().runtime().with_sink(sink.clone());
-    let id = run_ok(
-        &runtime,
+    let runtime = config().runtime();
+    let mut invocation = Invocation::new(
         "granted",
-        r#"{"do": "enqueue", "queue": "webhooks"}"#,
-    )
-    .await;
-    let requests = sink.requests();
-    assert_eq!(requests.len(), 1);
-    assert_eq!(requests[0].queue, "webhooks");
-    assert_eq!(requests[0].task_type, "webhooks:sync");
-    assert!(!id.is_empty());
+        br#"{"do": "enqueue", "queue": "webhooks"}"#.to_vec(),
+    );
+    let parent = invocation.id.clone();
+    invocation.queue = "default".into();
+    let run = runtime.execute(invocation).await;
+    let id = match &run.outcome {
+        Outcome::Success { result } => String::from_utf8(result.clone()).unwrap(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(run.follow_ups.len(), 1);
+    assert_eq!(run.follow_ups[0].queue, "webhooks");
+    assert_eq!(run.follow_ups[0].task_type, "webhooks:sync");
+    // The id the guest got is derived from the parent's id and the call's
+    // place, so every run of the parent asks for the same one.
+    assert_eq!(id, follow_up_id(&parent, 1));
+    assert_eq!(run.follow_ups[0].id, id);
 
     let run = attempt(
         &runtime,
@@ -389,11 +466,20 @@ async fn follow_up_tasks_only_into_granted_queues() {
             .iter()
             .any(|l| l.message.contains("denied by host"))
     );
-    assert_eq!(
-        sink.requests().len(),
-        1,
-        "a denied enqueue reached the sink"
-    );
+    assert!(run.follow_ups.is_empty(), "a denied enqueue was recorded");
+}
+
+#[tokio::test]
+async fn a_failed_run_keeps_no_follow_ups() {
+    let runtime = config().runtime();
+    let run = attempt(
+        &runtime,
+        "granted",
+        r#"{"do": "enqueue-then-fail", "queue": "webhooks"}"#,
+    )
+    .await;
+    assert!(!run.outcome.is_success(), "{:?}", run.outcome);
+    assert!(run.follow_ups.is_empty(), "{:?}", run.follow_ups);
 }
 
 #[tokio::test]

@@ -18,6 +18,7 @@
 //! | `asynq:{q}:processed`, `:failed` | string | totals |
 //! | `asynq:{q}:processed:<yyyy-mm-dd>`, `:failed:<date>` | string | daily counts (UTC, expire after 90 days) |
 //! | `asynq:{q}:unique:<type>:<md5 hex of payload>` | string | uniqueness lock → task id, with a TTL (no digest for an empty payload, as Asynq) |
+//! | `asynq:{q}:sent:<id>` | string | wasq only: a guest's follow-up task `id` was sent (→ its id); deleted once the parent is acknowledged, else expires after a week |
 //! | `asynq:{q}:wake` | list | wasq only: a token pushed when work becomes pending, so idle workers block instead of polling |
 //! | `asynq:queues` | set | every queue name |
 //! | `asynq:servers`, `asynq:workers` | zset | registered servers and their worker hashes → expiry |
@@ -115,6 +116,13 @@ impl QueueKeys {
     /// `asynq:{q}:unique:<type>:<md5 hex of payload>`, as Asynq builds it
     /// (with nothing after the type when there is no payload, as Asynq's
     /// Go client does for a task made with a nil payload).
+    /// `asynq:{q}:sent:<id>`: wasq only, the mark that a guest's follow-up
+    /// task `id` was sent, kept until its parent is acknowledged.
+    pub fn sent(&self, id: &str) -> String {
+        self.key(&format!("sent:{id}"))
+    }
+
+    /// `asynq:{q}:unique:<type>:<md5 hex of payload>`, Asynq's unique lock.
     pub fn unique(&self, task_type: &str, payload: &[u8]) -> String {
         if payload.is_empty() {
             return self.key(&format!("unique:{task_type}:"));

@@ -53,6 +53,9 @@ pub(crate) struct NewTask {
     pub ttl: u64,
     /// The enqueue's own time, Unix nanoseconds (`pending_since`).
     pub since: i64,
+    /// A follow-up's sent mark and its TTL in seconds (see
+    /// [`Broker::enqueue_follow_up`](super::Broker::enqueue_follow_up)).
+    pub mark: Option<(String, u64)>,
 }
 
 type Reply = oneshot::Sender<Result<Enqueued, BrokerError>>;
@@ -213,6 +216,7 @@ mod tests {
             at: 0,
             ttl: 0,
             since: 0,
+            mark: None,
         };
         (task, reply, outcome)
     }

@@ -45,6 +45,10 @@ pub const SCAN_LIMIT: u64 = 20_000;
 /// How often a broker adds a queue it uses to `asynq:queues` again.
 const REGISTER_AGAIN_AFTER: Duration = Duration::from_secs(60);
 
+/// How long the mark that a follow-up task was sent outlives a parent that
+/// was never acknowledged (see [`Broker::enqueue_follow_up`]).
+pub const SENT_MARK_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// How long daily counters are kept.
 const STATS_TTL_SECS: i64 = 90 * 24 * 3600;
 
@@ -92,13 +96,13 @@ impl BrokerError {
     }
 }
 
-/// What [`Broker::forget_lease`] did.
+/// How [`Broker::forget_lease`] cleared an expired lease.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Forgotten {
+pub enum LeaseCleared {
     /// The task's hash was gone: its id left the lease set and `active`.
-    Dropped,
+    TaskGone,
     /// The hash had no `msg`: it was archived as it is.
-    Archived,
+    ArchivedWithoutMsg,
 }
 
 /// How an enqueue ended.
@@ -160,6 +164,36 @@ pub struct Refill<'a> {
     /// The ids expected next in line, oldest first; replaced by the ids
     /// seen behind the claimed ones (see [`Broker::claim`]).
     pub hint: &'a mut Vec<String>,
+}
+
+/// How much of a queue's archive is kept (`archive_max` and
+/// `archive_max_age` of `[queues.<name>]`; Asynq's limits by default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArchiveLimits {
+    /// Most archived tasks kept.
+    pub max: u64,
+    /// Oldest archived task kept.
+    pub max_age: Duration,
+}
+
+impl Default for ArchiveLimits {
+    fn default() -> Self {
+        Self {
+            max: 10_000,
+            max_age: Duration::from_secs(90 * 24 * 3600),
+        }
+    }
+}
+
+/// Where a failed task goes (see `fail.lua`).
+struct Failed<'a> {
+    /// To the archive (at `score`), or to retry at `score`.
+    archive: bool,
+    score: i64,
+    /// Recovering an abandoned task: act only if its lease expired by then.
+    recover_at: Option<i64>,
+    /// Why the task cannot run as it is, stored beside its bytes.
+    invalid: Option<&'a str>,
 }
 
 /// Pairs a claim script's flat `id, msg, id, msg, ...` reply.
@@ -307,6 +341,47 @@ impl Broker {
         unique_ttl: Option<u64>,
         since: i64,
     ) -> Result<Enqueued, BrokerError> {
+        self.enqueue_marked(msg, process_at, unique_ttl, since, false)
+            .await
+    }
+
+    /// Enqueues a guest's follow-up task, leaving a mark
+    /// (`asynq:{q}:sent:<id>`) that it was sent: while the mark lasts, a
+    /// second enqueue of the same id is an [`Enqueued::IdConflict`] even
+    /// after the task ran and was deleted. The worker deletes the marks
+    /// with [`forget_sent_marks`](Self::forget_sent_marks) once the parent
+    /// is acknowledged; a mark left behind (the worker died in between)
+    /// expires after [`SENT_MARK_TTL`].
+    pub async fn enqueue_follow_up(
+        &self,
+        msg: &TaskMessage,
+        process_at: Option<i64>,
+        since: i64,
+    ) -> Result<Enqueued, BrokerError> {
+        self.enqueue_marked(msg, process_at, None, since, true)
+            .await
+    }
+
+    /// Deletes the sent marks of follow-up tasks `ids` of `queue`.
+    pub async fn forget_sent_marks(&self, queue: &str, ids: &[String]) -> Result<(), BrokerError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let q = QueueKeys::new(queue);
+        let marks: Vec<String> = ids.iter().map(|id| q.sent(id)).collect();
+        let mut conn = self.conn.clone();
+        let _: i64 = conn.del(marks).await?;
+        Ok(())
+    }
+
+    async fn enqueue_marked(
+        &self,
+        msg: &TaskMessage,
+        process_at: Option<i64>,
+        unique_ttl: Option<u64>,
+        since: i64,
+        mark: bool,
+    ) -> Result<Enqueued, BrokerError> {
         let q = QueueKeys::new(&msg.queue);
         let ttl = unique_ttl.filter(|ttl| *ttl > 0);
         // The lock must be one of the queue's keys (the script runs in the
@@ -331,6 +406,7 @@ impl Broker {
             at: process_at.unwrap_or(0),
             ttl: ttl.unwrap_or(0),
             since,
+            mark: mark.then(|| (q.sent(&msg.id), SENT_MARK_TTL.as_secs())),
         };
         lanes::enqueue(self, &msg.queue, task).await
     }
@@ -350,11 +426,15 @@ impl Broker {
             if let Some(lock) = &task.lock {
                 inv.key(lock);
             }
+            if let Some((mark, _)) = &task.mark {
+                inv.key(mark);
+            }
             inv.arg(&task.msg)
                 .arg(&task.id)
                 .arg(task.at)
                 .arg(task.ttl)
-                .arg(task.since);
+                .arg(task.since)
+                .arg(task.mark.as_ref().map_or(0, |(_, ttl)| *ttl));
         }
         let mut conn = self.conn.clone();
         let codes: Vec<i64> = inv.invoke_async(&mut conn).await?;
@@ -592,29 +672,36 @@ impl Broker {
         recover_at: Option<i64>,
     ) -> Result<bool, BrokerError> {
         let queue = QueueKeys::new(&msg.queue);
-        self.move_failed(
-            &queue,
-            &msg.id,
-            &msg.encode_to_vec(),
+        let failed = Failed {
             archive,
             score,
             recover_at,
-        )
-        .await
+            invalid: None,
+        };
+        self.move_failed(&queue, &msg.id, &msg.encode_to_vec(), failed)
+            .await
     }
 
-    /// Archives a task whose `msg` cannot be decoded, keeping its bytes.
-    /// `recover_at` as for [`Broker::fail`]: given when recovering an
-    /// abandoned task (whoever held its lease), `None` for this worker's own.
-    pub async fn archive_raw(
+    /// Archives a task that cannot be run as it is (its `msg` does not
+    /// decode, or names another queue or id), keeping its bytes as they are
+    /// and `reason` in the hash's `invalid` field. `recover_at` as for
+    /// [`Broker::fail`]: given when recovering an abandoned task (whoever
+    /// held its lease), `None` for this worker's own.
+    pub async fn archive_invalid(
         &self,
         queue: &QueueKeys,
         id: &str,
         raw: &[u8],
+        reason: &str,
         recover_at: Option<i64>,
     ) -> Result<bool, BrokerError> {
-        self.move_failed(queue, id, raw, true, now_secs(), recover_at)
-            .await
+        let failed = Failed {
+            archive: true,
+            score: now_secs(),
+            recover_at,
+            invalid: Some(reason),
+        };
+        self.move_failed(queue, id, raw, failed).await
     }
 
     /// Clears an expired lease whose task hash is gone (deleted by hand) or
@@ -626,7 +713,7 @@ impl Broker {
         queue: &QueueKeys,
         id: &str,
         now: i64,
-    ) -> Result<Option<Forgotten>, BrokerError> {
+    ) -> Result<Option<LeaseCleared>, BrokerError> {
         let mut inv = scripts::FORGET.prepare_invoke();
         inv.key(queue.active())
             .key(queue.lease())
@@ -637,8 +724,8 @@ impl Broker {
         let mut conn = self.conn.clone();
         let done: i64 = inv.invoke_async(&mut conn).await?;
         Ok(match done {
-            1 => Some(Forgotten::Dropped),
-            2 => Some(Forgotten::Archived),
+            1 => Some(LeaseCleared::TaskGone),
+            2 => Some(LeaseCleared::ArchivedWithoutMsg),
             _ => None,
         })
     }
@@ -648,9 +735,12 @@ impl Broker {
         q: &QueueKeys,
         id: &str,
         msg: &[u8],
-        archive: bool,
-        score: i64,
-        recover_at: Option<i64>,
+        Failed {
+            archive,
+            score,
+            recover_at,
+            invalid,
+        }: Failed<'_>,
     ) -> Result<bool, BrokerError> {
         let date = keys::utc_date(now_secs());
         let mut inv = scripts::FAIL.prepare_invoke();
@@ -673,7 +763,8 @@ impl Broker {
                 ""
             } else {
                 &*self.owner
-            });
+            })
+            .arg(invalid.unwrap_or(""));
         let mut conn = self.conn.clone();
         let done: i64 = inv.invoke_async(&mut conn).await?;
         Ok(done == 1)
@@ -795,6 +886,51 @@ impl Broker {
             let n: u64 = inv.invoke_async(&mut conn).await?;
             deleted += n;
             if ids.len() < SCAN_BATCH || n == 0 || deleted >= SCAN_LIMIT {
+                return Ok(deleted);
+            }
+        }
+    }
+
+    /// Trims the archive of `queue` to `limits`, as Asynq does: tasks
+    /// archived longer ago than `limits.max_age` and the oldest past
+    /// `limits.max` are deleted with their hashes, in batches until none is
+    /// left (or [`SCAN_LIMIT`] deleted); returns how many.
+    pub async fn trim_archive(
+        &self,
+        queue: &QueueKeys,
+        limits: &ArchiveLimits,
+    ) -> Result<u64, BrokerError> {
+        let cutoff = now_secs() - limits.max_age.as_secs() as i64;
+        let mut conn = self.conn.clone();
+        let mut deleted = 0;
+        loop {
+            let size: u64 = conn.zcard(queue.archived()).await?;
+            let over = size.saturating_sub(limits.max).min(SCAN_BATCH as u64) as isize;
+            // The oldest first: those past the count, or else those past
+            // the age (the oldest is the first to pass it).
+            let ids: Vec<String> = if over > 0 {
+                conn.zrange(queue.archived(), 0, over - 1).await?
+            } else {
+                conn.zrangebyscore_limit(
+                    queue.archived(),
+                    "-inf",
+                    format!("({cutoff}"),
+                    0,
+                    SCAN_BATCH as isize,
+                )
+                .await?
+            };
+            if ids.is_empty() {
+                return Ok(deleted);
+            }
+            let mut inv = scripts::TRIM_ARCHIVE.prepare_invoke();
+            inv.key(queue.archived()).arg(cutoff).arg(limits.max);
+            for id in &ids {
+                inv.key(queue.task(id)).arg(id);
+            }
+            let n: u64 = inv.invoke_async(&mut conn).await?;
+            deleted += n;
+            if n == 0 || deleted >= SCAN_LIMIT {
                 return Ok(deleted);
             }
         }

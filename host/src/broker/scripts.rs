@@ -35,4 +35,5 @@ script!(REQUEUE, "scripts/requeue.lua");
 script!(FORWARD, "scripts/forward.lua");
 script!(EXPIRE, "scripts/expire.lua");
 script!(EXTEND, "scripts/extend.lua");
+script!(TRIM_ARCHIVE, "scripts/trim_archive.lua");
 script!(TRANSITION, "scripts/transition.lua");

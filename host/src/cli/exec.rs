@@ -79,6 +79,18 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(p) = run.progress {
         println!("progress {p}%");
     }
+    if !run.follow_ups.is_empty() {
+        println!("follow-up tasks (a worker enqueues them before acknowledging this one):");
+        for f in &run.follow_ups {
+            println!(
+                "  {} {} into {} ({} bytes)",
+                f.id,
+                f.task_type,
+                f.queue,
+                f.payload.len()
+            );
+        }
+    }
     if !run.logs.is_empty() || run.logs_dropped > 0 {
         println!("logs:");
         for line in &run.logs {

@@ -40,8 +40,7 @@ use toml::Spanned;
 
 pub use error::ConfigError;
 pub(crate) use error::toml_key;
-pub(crate) use units::parse_socket_grant;
-pub use units::{ByteSize, Fuel, HumanDuration};
+pub use units::{ByteSize, Fuel, HumanDuration, SocketGrant, Transport, parse_socket_grant};
 
 /// The whole `wasq.toml`, as written.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -143,10 +142,32 @@ pub struct QueueConfig {
     pub priority: u32,
     /// At most this many tasks of the queue run at once on this worker.
     pub concurrency: Option<usize>,
+    /// At most this many archived tasks are kept (the oldest go first);
+    /// default 10,000, as Asynq.
+    #[serde(default = "default_archive_max")]
+    pub archive_max: u64,
+    /// Archived tasks older than this are deleted; default 90 days, as
+    /// Asynq.
+    #[serde(default = "default_archive_max_age")]
+    pub archive_max_age: HumanDuration,
 }
 
 fn one() -> u32 {
     1
+}
+
+/// Asynq's `maxArchiveSize`.
+pub const DEFAULT_ARCHIVE_MAX: u64 = 10_000;
+
+/// Asynq's `archivedExpirationInDays`, 90 days.
+pub const DEFAULT_ARCHIVE_MAX_AGE: Duration = Duration::from_secs(90 * 24 * 3600);
+
+fn default_archive_max() -> u64 {
+    DEFAULT_ARCHIVE_MAX
+}
+
+fn default_archive_max_age() -> HumanDuration {
+    HumanDuration(DEFAULT_ARCHIVE_MAX_AGE)
 }
 
 /// When a failed task is retried.

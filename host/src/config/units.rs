@@ -124,18 +124,68 @@ impl<'de> Deserialize<'de> for Fuel {
     }
 }
 
-/// Parses a network grant `ip:port` (port `*` for any) into the address
-/// and optional port.
-pub(crate) fn parse_socket_grant(grant: &str) -> Result<(std::net::IpAddr, Option<u16>), String> {
+/// The transport a network grant is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// TCP connects (a bare `ip:port` grant, or `tcp:ip:port`).
+    Tcp,
+    /// UDP datagrams sent to, and received from, the address (`udp:ip:port`).
+    Udp,
+}
+
+/// One `network` grant: where a guest may connect (TCP) or send datagrams
+/// to and receive them from (UDP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocketGrant {
+    /// TCP or UDP.
+    pub transport: Transport,
+    /// The remote address.
+    pub ip: std::net::IpAddr,
+    /// The remote port, or any port.
+    pub port: Option<u16>,
+}
+
+impl SocketGrant {
+    /// Whether the grant covers `addr` over `transport`.
+    pub fn allows(&self, transport: Transport, addr: std::net::SocketAddr) -> bool {
+        self.transport == transport
+            && self.ip == addr.ip()
+            && self.port.is_none_or(|p| p == addr.port())
+    }
+}
+
+/// Parses a network grant: `ip:port` or `tcp:ip:port` (TCP), `udp:ip:port`
+/// (UDP); port `*` for any, IPv6 in brackets.
+///
+/// ```
+/// use wasq::config::{Transport, parse_socket_grant};
+/// let grant = parse_socket_grant("udp:[::1]:*").unwrap();
+/// assert_eq!((grant.transport, grant.port), (Transport::Udp, None));
+/// assert!(parse_socket_grant("example.com:80").is_err());
+/// ```
+pub fn parse_socket_grant(grant: &str) -> Result<SocketGrant, String> {
     let bad = || {
-        format!("network grant {grant:?} must be \"ip:port\" or \"ip:*\", e.g. \"127.0.0.1:8080\"")
+        format!(
+            "network grant {grant:?} must be \"ip:port\" or \"ip:*\" (TCP), or \"udp:ip:port\", e.g. \"127.0.0.1:8080\""
+        )
     };
-    let (ip, port) = grant.rsplit_once(':').ok_or_else(bad)?;
+    let (transport, rest) = if let Some(rest) = grant.strip_prefix("udp:") {
+        (Transport::Udp, rest)
+    } else if let Some(rest) = grant.strip_prefix("tcp:") {
+        (Transport::Tcp, rest)
+    } else {
+        (Transport::Tcp, grant)
+    };
+    let (ip, port) = rest.rsplit_once(':').ok_or_else(bad)?;
     let ip = ip.trim_start_matches('[').trim_end_matches(']');
     let ip = ip.parse().map_err(|_| bad())?;
     let port = match port {
         "*" => None,
         p => Some(p.parse().map_err(|_| bad())?),
     };
-    Ok((ip, port))
+    Ok(SocketGrant {
+        transport,
+        ip,
+        port,
+    })
 }

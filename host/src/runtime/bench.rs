@@ -20,7 +20,7 @@ use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use super::bindings::{Handler, Task};
 use super::journal::{Journal, TaskTags};
 use super::sandbox::{Grants, MemoryLimiter, SandboxState};
-use super::{Invocation, RecordingSink, Runtime, RuntimeError, engine};
+use super::{Invocation, Runtime, RuntimeError, engine};
 use crate::config::Config;
 
 /// Timings of one way of running tasks, in microseconds.
@@ -186,7 +186,7 @@ impl Naive {
             },
             journal,
             grants,
-            sink: Arc::new(RecordingSink::default()),
+            follow_ups: Default::default(),
             task_id: "bench".into(),
             task_type: "noop".into(),
             queue: "default".into(),

@@ -4,8 +4,5 @@
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "wasq:task/handler@0.1.0",
-    imports: {
-        "wasq:task/enqueue.enqueue": async,
-    },
     exports: { default: async },
 });

@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use super::bindings::wasq::task::{context, enqueue, log, types};
+use super::follow_ups::FollowUp;
 use super::journal::{LogLevel, LogSource};
 use super::sandbox::SandboxState;
-use super::sink::{FollowUp, SinkError};
 
 impl types::Host for SandboxState {}
 
@@ -36,12 +36,15 @@ impl context::Host for SandboxState {
 }
 
 impl enqueue::Host for SandboxState {
-    async fn enqueue(
+    /// Checks a follow-up against the grants and limits and records it; the
+    /// worker sends it once the handler returned `Ok` (see `follow_ups`).
+    fn enqueue(
         &mut self,
         task_type: String,
         payload: Vec<u8>,
         opts: enqueue::Options,
     ) -> Result<String, enqueue::EnqueueError> {
+        let invalid = enqueue::EnqueueError::Invalid;
         let queue = opts.queue.unwrap_or_else(|| self.queue.clone());
         if !self.grants.enqueue.contains(&queue) {
             let message = format!(
@@ -51,34 +54,39 @@ impl enqueue::Host for SandboxState {
             self.deny(&message);
             return Err(enqueue::EnqueueError::Denied(message));
         }
-        if task_type.is_empty() {
-            return Err(enqueue::EnqueueError::Invalid("task type is empty".into()));
+        check_name("task type", &task_type).map_err(invalid)?;
+        if let Some(id) = &opts.task_id {
+            check_name("task id", id).map_err(invalid)?;
         }
         if payload.len() as u64 > self.max_payload {
-            return Err(enqueue::EnqueueError::Invalid(format!(
+            return Err(invalid(format!(
                 "payload of {} bytes is over the limit of {} bytes",
                 payload.len(),
                 self.max_payload
             )));
         }
+        let derived = self.follow_ups.next_id(&self.task_id);
         let follow_up = FollowUp {
+            id: opts.task_id.unwrap_or(derived),
             task_type,
             payload,
             queue,
             max_retry: opts.max_retry,
             process_in: opts.process_in_ms.map(Duration::from_millis),
             timeout: opts.timeout_ms.map(Duration::from_millis),
-            task_id: opts.task_id,
             retention: opts.retention_ms.map(Duration::from_millis),
             headers: opts.headers,
-            parent_id: self.task_id.clone(),
         };
-        self.sink.enqueue(follow_up).await.map_err(|e| match e {
-            SinkError::Conflict(m) => enqueue::EnqueueError::Conflict(m),
-            SinkError::Invalid(m) => enqueue::EnqueueError::Invalid(m),
-            SinkError::Unavailable(m) => enqueue::EnqueueError::Unavailable(m),
-        })
+        let id = follow_up.id.clone();
+        self.follow_ups.push(follow_up).map_err(invalid)?;
+        Ok(id)
     }
+}
+
+/// A task type or id as the client accepts it, so a follow-up is refused
+/// while the guest can still see why.
+fn check_name(what: &str, name: &str) -> Result<(), String> {
+    crate::client::check_name(what, name).map_err(|e| e.to_string())
 }
 
 impl SandboxState {

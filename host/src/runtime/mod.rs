@@ -29,12 +29,12 @@
 mod bindings;
 mod cache;
 mod engine;
+mod follow_ups;
 mod imports;
 mod journal;
 mod load;
 mod outcome;
 mod sandbox;
-mod sink;
 
 pub mod bench;
 
@@ -50,10 +50,10 @@ use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
 pub use cache::CacheStatus;
+pub use follow_ups::{FollowUp, MAX_FOLLOW_UP_BYTES, MAX_FOLLOW_UPS, follow_up_id};
 pub use journal::{LogLevel, LogLine, LogSource};
 pub use load::{TaskTypeInfo, WORLD};
 pub use outcome::{Action, Failure, HandlerError, LimitExceeded, Outcome, TrapCause};
-pub use sink::{FollowUp, RecordingSink, SinkError, SinkFuture, TaskSink};
 
 use crate::config::{Config, ConfigError};
 use bindings::{Handler, TaskError};
@@ -190,6 +190,10 @@ pub struct Execution {
     pub logs: Vec<LogLine>,
     /// Lines dropped past `max_log`.
     pub logs_dropped: u64,
+    /// Follow-up tasks the handler enqueued, in call order; empty unless
+    /// the run succeeded. The worker sends them before it acknowledges the
+    /// task.
+    pub follow_ups: Vec<FollowUp>,
 }
 
 /// The sandbox runtime. Cheap to share behind an `Arc`; `execute` may run
@@ -197,7 +201,6 @@ pub struct Execution {
 pub struct Runtime {
     engine: Engine,
     types: BTreeMap<String, load::TaskType>,
-    sink: Arc<dyn TaskSink>,
     slots: Arc<Semaphore>,
     grace: Duration,
     _ticker: engine::EpochTicker,
@@ -232,17 +235,9 @@ impl Runtime {
             _ticker: engine::EpochTicker::start(engine.clone(), tick),
             engine,
             types,
-            sink: Arc::new(RecordingSink::default()),
             slots: Arc::new(Semaphore::new(config.runtime.max_sandboxes as usize)),
             grace: tick * 4 + Duration::from_millis(50),
         })
-    }
-
-    /// Sends follow-up tasks enqueued by guests to `sink` (the default
-    /// records them without enqueueing anything).
-    pub fn with_sink(mut self, sink: Arc<dyn TaskSink>) -> Self {
-        self.sink = sink;
-        self
     }
 
     /// What was loaded, by task type.
@@ -269,6 +264,7 @@ impl Runtime {
             progress: None,
             logs: Vec::new(),
             logs_dropped: 0,
+            follow_ups: Vec::new(),
         };
         let failed = |failure| Outcome::Failed { failure };
         let Some(task_type) = self.types.get(&invocation.task_type) else {
@@ -336,7 +332,7 @@ impl Runtime {
             },
             journal: journal.clone(),
             grants: task_type.grants.clone(),
-            sink: self.sink.clone(),
+            follow_ups: Default::default(),
             task_id: invocation.id.clone(),
             task_type: invocation.task_type.clone(),
             queue: invocation.queue.clone(),
@@ -414,6 +410,9 @@ impl Runtime {
         report.logs = std::mem::take(&mut journal.lines);
         report.logs_dropped = journal.dropped;
         report.progress = journal.progress;
+        if report.outcome.is_success() {
+            report.follow_ups = std::mem::take(&mut store.data_mut().follow_ups.tasks);
+        }
         report.wall_time = started.elapsed();
         report
     }

@@ -6,7 +6,7 @@
 //! vars, no sockets, no name lookups, and both clocks are frozen at the
 //! task's start unless `clock = true`.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -17,13 +17,15 @@ use bytes::Bytes;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{
     FsPerms, HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView,
 };
 
 use super::CancelToken;
+use super::follow_ups::FollowUps;
 use super::journal::{Journal, LogSource};
-use super::sink::TaskSink;
+use crate::config::{SocketGrant, Transport};
 
 /// What a task type is granted, resolved at start-up.
 #[derive(Debug, Clone, Default)]
@@ -33,7 +35,7 @@ pub(crate) struct Grants {
     /// Env vars with their values, read from the host at start-up.
     pub env: Vec<(String, String)>,
     pub clock: bool,
-    pub network: Vec<(IpAddr, Option<u16>)>,
+    pub network: Vec<SocketGrant>,
     pub enqueue: Vec<String>,
 }
 
@@ -68,16 +70,33 @@ impl Grants {
             b.monotonic_clock(FrozenMonotonic);
         }
         if !self.network.is_empty() {
-            let allowed = Arc::new(self.network.clone());
-            b.allow_tcp(true);
-            b.socket_addr_check(move |addr: SocketAddr, _use| {
-                let ok = allowed
-                    .iter()
-                    .any(|(ip, port)| *ip == addr.ip() && port.is_none_or(|p| p == addr.port()));
+            let grants = Arc::new(self.network.clone());
+            b.allow_tcp(grants.iter().any(|g| g.transport == Transport::Tcp));
+            b.allow_udp(grants.iter().any(|g| g.transport == Transport::Udp));
+            b.socket_addr_check(move |addr: SocketAddr, usage| {
+                let ok = socket_use_allowed(&grants, addr, usage);
                 Box::pin(async move { ok })
             });
         }
         Ok(b.build())
+    }
+}
+
+/// What a guest may do with a socket: what a client needs, nothing more.
+/// It may bind to the wildcard address and port 0 (the implicit bind before
+/// a connect or a send), connect over TCP to a granted address, and send
+/// datagrams to and receive them from a granted UDP address. It may never
+/// bind a chosen address or port, listen or accept.
+fn socket_use_allowed(grants: &[SocketGrant], addr: SocketAddr, usage: SocketAddrUse) -> bool {
+    let any = |transport| grants.iter().any(|g| g.transport == transport);
+    let granted = |transport| grants.iter().any(|g| g.allows(transport, addr));
+    let ephemeral = addr.ip().is_unspecified() && addr.port() == 0;
+    match usage {
+        SocketAddrUse::TcpBind => ephemeral && any(Transport::Tcp),
+        SocketAddrUse::TcpConnect => granted(Transport::Tcp),
+        SocketAddrUse::UdpBind => ephemeral && any(Transport::Udp),
+        SocketAddrUse::UdpSend | SocketAddrUse::UdpReceive => granted(Transport::Udp),
+        SocketAddrUse::TcpListen | SocketAddrUse::TcpAccept => false,
     }
 }
 
@@ -88,7 +107,8 @@ pub(crate) struct SandboxState {
     pub limiter: MemoryLimiter,
     pub journal: Journal,
     pub grants: Arc<Grants>,
-    pub sink: Arc<dyn TaskSink>,
+    /// Follow-up tasks asked for so far (sent by the worker on success).
+    pub follow_ups: FollowUps,
     pub task_id: String,
     pub task_type: String,
     pub queue: String,

@@ -21,6 +21,7 @@ use std::time::Instant;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 
 use super::{QueueSlot, Shared, persist, process};
+use crate::broker::BrokerError;
 use crate::broker::Refill;
 
 const MAX_BATCH: usize = 128;
@@ -38,7 +39,7 @@ struct Request {
     id: String,
     lease_expiry: i64,
     slots: Slots,
-    reply: oneshot::Sender<bool>,
+    reply: oneshot::Sender<Result<bool, BrokerError>>,
 }
 
 /// The sending side, one per queue.
@@ -59,8 +60,13 @@ pub(crate) fn channel() -> (Acker, Inbox) {
 impl Acker {
     /// Acknowledges `id`, whose lease this worker last set to expire at
     /// `lease_expiry`, and takes over its slots; false when its lease was
-    /// lost or Redis stayed unreachable.
-    pub async fn finish(&self, id: String, lease_expiry: i64, slots: Slots) -> bool {
+    /// lost, an error when Redis stayed unreachable.
+    pub async fn finish(
+        &self,
+        id: String,
+        lease_expiry: i64,
+        slots: Slots,
+    ) -> Result<bool, BrokerError> {
         let (reply, rx) = oneshot::channel();
         let request = Request {
             id,
@@ -68,10 +74,11 @@ impl Acker {
             slots,
             reply,
         };
+        let stopped = || BrokerError::Protocol("the worker's acker has stopped".into());
         if self.tx.send(request).is_err() {
-            return false;
+            return Err(stopped());
         }
-        rx.await.unwrap_or(false)
+        rx.await.unwrap_or_else(|_| Err(stopped()))
     }
 }
 
@@ -159,16 +166,26 @@ pub(crate) async fn run(shared: Arc<Shared>, queue: Arc<QueueSlot>, Inbox(mut rx
                         task_slots,
                     ));
                 }
-                done
+                Ok(done)
             }
-            None => persist("acknowledging tasks", || {
-                shared.broker.finish_many(&queue.keys, &tasks)
-            })
-            .await
-            .unwrap_or_else(|_| vec![false; tasks.len()]),
+            None => {
+                persist("acknowledging tasks", || {
+                    shared.broker.finish_many(&queue.keys, &tasks)
+                })
+                .await
+            }
         };
-        for (reply, ok) in replies.into_iter().zip(done) {
-            let _ = reply.send(ok);
+        match done {
+            Ok(done) => {
+                for (reply, ok) in replies.into_iter().zip(done) {
+                    let _ = reply.send(Ok(ok));
+                }
+            }
+            Err(e) => {
+                for reply in replies {
+                    let _ = reply.send(Err(e.share()));
+                }
+            }
         }
         if !slots.is_empty() {
             for (global, local) in slots {

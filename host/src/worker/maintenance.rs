@@ -10,8 +10,8 @@ use prost::Message as _;
 use redis::AsyncCommands as _;
 
 use super::{Fence, Shared, Shown};
-use crate::broker::{Forgotten, keys, now_secs};
-use crate::proto::{ServerInfo, TaskMessage, Timestamp, WorkerInfo};
+use crate::broker::{BrokerError, LeaseCleared, keys, now_secs};
+use crate::proto::{ServerInfo, Timestamp, WorkerInfo};
 
 /// Runs three loops side by side, so none waits on another: a heartbeat
 /// held up by a slow Redis does not delay fencing, and a slow upkeep step
@@ -276,27 +276,38 @@ pub(crate) async fn deregister(shared: &Shared) {
     let _: Result<i64, _> = conn.del(&workers_key).await;
 }
 
-async fn upkeep(shared: &Shared) -> Result<(), crate::broker::BrokerError> {
+/// One pass over every queue: forward due tasks, expire completed ones,
+/// recover abandoned ones. A step that fails for one queue (or one task)
+/// is logged and the pass goes on with the rest; the pass then reports the
+/// first error, so the loop backs off while Redis fails.
+async fn upkeep(shared: &Shared) -> Result<(), BrokerError> {
+    let mut first_error = None;
     for queue in &shared.queues {
         let keys = &queue.keys;
-        let moved = shared.broker.forward(keys).await?;
-        if moved > 0 {
-            tracing::debug!(queue = keys.name(), moved, "forwarded due tasks");
+        let steps = async {
+            let moved = shared.broker.forward(keys).await?;
+            if moved > 0 {
+                tracing::debug!(queue = keys.name(), moved, "forwarded due tasks");
+            }
+            shared.broker.expire_completed(keys).await?;
+            shared.broker.trim_archive(keys, &queue.archive).await?;
+            recover(shared, keys).await
+        };
+        if let Err(e) = steps.await {
+            tracing::debug!(queue = keys.name(), "queue upkeep failed: {e}");
+            first_error.get_or_insert(e);
         }
-        shared.broker.expire_completed(keys).await?;
-        recover(shared, keys).await?;
     }
-    Ok(())
+    first_error.map_or(Ok(()), Err)
 }
 
 /// Tasks whose lease expired belong to a worker that died: retry them (or
-/// archive them when out of retries).
-async fn recover(
-    shared: &Shared,
-    queue: &keys::QueueKeys,
-) -> Result<(), crate::broker::BrokerError> {
+/// archive them when out of retries). One task that cannot be settled
+/// never holds up the others.
+async fn recover(shared: &Shared, queue: &keys::QueueKeys) -> Result<(), BrokerError> {
     let now = now_secs();
     let expired = shared.broker.expired_leases(queue, now).await?;
+    let mut first_error = None;
     for id in expired {
         let ours = shared
             .inflight
@@ -307,43 +318,57 @@ async fn recover(
         if ours {
             continue;
         }
-        // A lease whose hash is gone or has no `msg` is cleared in one
-        // script that checks both, and one whose `msg` is not a
-        // TaskMessage is archived as it is: neither may hold up recovery.
-        let Some(raw) = shared.broker.task_msg(queue, &id).await? else {
-            match shared.broker.forget_lease(queue, &id, now).await? {
-                Some(Forgotten::Dropped) => {
-                    tracing::warn!(task_id = %id, queue = queue.name(), "dropped an expired lease whose task no longer exists");
-                }
-                Some(Forgotten::Archived) => {
-                    tracing::warn!(task_id = %id, queue = queue.name(), "archived an abandoned task without a msg");
-                }
-                None => {}
+        if let Err(e) = recover_one(shared, queue, &id, now).await {
+            tracing::warn!(task_id = %id, queue = queue.name(), "recovering an abandoned task failed: {e}");
+            first_error.get_or_insert(e);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+async fn recover_one(
+    shared: &Shared,
+    queue: &keys::QueueKeys,
+    id: &str,
+    now: i64,
+) -> Result<(), BrokerError> {
+    // A lease whose hash is gone or has no `msg` is cleared in one script
+    // that checks both, and one whose `msg` cannot be run in this queue (not
+    // a TaskMessage, or one naming another queue) is archived as it is:
+    // none of them may hold up recovery.
+    let Some(raw) = shared.broker.task_msg(queue, id).await? else {
+        match shared.broker.forget_lease(queue, id, now).await? {
+            Some(LeaseCleared::TaskGone) => {
+                tracing::warn!(task_id = %id, queue = queue.name(), "dropped an expired lease whose task no longer exists");
             }
-            continue;
-        };
-        let decoded = (!raw.is_empty())
-            .then(|| TaskMessage::decode(raw.as_slice()).ok())
-            .flatten();
-        let Some(mut msg) = decoded else {
+            Some(LeaseCleared::ArchivedWithoutMsg) => {
+                tracing::warn!(task_id = %id, queue = queue.name(), "archived an abandoned task without a msg");
+            }
+            None => {}
+        }
+        return Ok(());
+    };
+    let mut msg = match super::process::decode_claimed(queue, id, &raw) {
+        Ok(msg) => msg,
+        Err(reason) => {
             if shared
                 .broker
-                .archive_raw(queue, &id, &raw, Some(now))
+                .archive_invalid(queue, id, &raw, &reason, Some(now))
                 .await?
             {
-                tracing::warn!(task_id = %id, queue = queue.name(), "archived an abandoned task whose msg is not a TaskMessage");
+                tracing::warn!(task_id = %id, queue = queue.name(), "archived an abandoned task: {reason}");
             }
-            continue;
-        };
-        msg.error_msg = "lease expired: the worker running the task stopped (crashed, killed or cut off from Redis)".into();
-        msg.last_failed_at = now;
-        let archive = msg.retried >= msg.retry;
-        if !archive {
-            msg.retried += 1;
+            return Ok(());
         }
-        if shared.broker.fail(&msg, archive, now, Some(now)).await? {
-            tracing::warn!(task_id = %id, queue = queue.name(), archive, "recovered a task whose lease expired");
-        }
+    };
+    msg.error_msg = "lease expired: the worker running the task stopped (crashed, killed or cut off from Redis)".into();
+    msg.last_failed_at = now;
+    let archive = msg.retried >= msg.retry;
+    if !archive {
+        msg.retried += 1;
+    }
+    if shared.broker.fail(&msg, archive, now, Some(now)).await? {
+        tracing::warn!(task_id = %id, queue = queue.name(), archive, "recovered a task whose lease expired");
     }
     Ok(())
 }

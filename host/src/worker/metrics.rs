@@ -204,10 +204,6 @@ impl Metrics {
     /// Labels only `task_types` (the config's `[tasks]`) by name; every
     /// other task type is labelled [`OTHER`], so producers cannot grow the
     /// label sets without bound.
-    #[allow(
-        dead_code,
-        reason = "until worker/mod.rs builds the metrics with the config's task types"
-    )]
     pub(crate) fn with_task_types(
         mut self,
         task_types: impl IntoIterator<Item = impl Into<String>>,

@@ -19,6 +19,7 @@
 
 mod ack;
 mod dispatch;
+mod follow_ups;
 mod maintenance;
 mod metrics;
 mod process;
@@ -33,7 +34,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::sync::{Notify, Semaphore, mpsc};
 
-use crate::broker::{Broker, BrokerError, QueueKeys};
+use crate::broker::{ArchiveLimits, Broker, BrokerError, QueueKeys};
 use crate::config::{Config, RetryDelay, WorkerConfig};
 use crate::runtime::{CancelToken, Runtime};
 
@@ -99,6 +100,9 @@ pub enum Disposition {
     Requeued,
     /// The lease was lost (another worker recovered it); nothing written.
     LeaseLost,
+    /// Redis failed for as long as the worker retries (30 s); nothing
+    /// written. The lease expires and the task runs again.
+    WriteFailed,
 }
 
 pub(crate) struct QueueSlot {
@@ -108,6 +112,8 @@ pub(crate) struct QueueSlot {
     pub slots: Arc<Semaphore>,
     /// The queue's concurrency on this worker.
     pub cap: usize,
+    /// How much of the queue's archive upkeep keeps.
+    pub archive: ArchiveLimits,
     /// The ids the last claim saw next in line (see [`Broker::claim`]),
     /// locked for the whole of a claim: one claim at a time per queue.
     pub hint: tokio::sync::Mutex<Vec<String>>,
@@ -197,6 +203,9 @@ pub(crate) enum Fence {
 
 pub(crate) struct Shared {
     pub broker: Broker,
+    /// Sends guests' follow-up tasks (over the broker's connection; the
+    /// sandbox already held them to the parent type's `max_payload`).
+    pub client: crate::Client,
     pub runtime: Arc<Runtime>,
     pub sandbox: tokio::runtime::Handle,
     pub settings: WorkerConfig,
@@ -276,18 +285,27 @@ impl Worker {
         let settings = config.worker.clone();
         let server_id = uuid::Uuid::new_v4().to_string();
         let broker = broker.with_owner(&server_id);
-        let mut queue_configs: BTreeMap<String, (u32, Option<usize>)> = config
+        let mut queue_configs: BTreeMap<String, (u32, Option<usize>, ArchiveLimits)> = config
             .queues
             .iter()
-            .map(|(name, q)| (name.clone(), (q.priority, q.concurrency)))
+            .map(|(name, q)| {
+                let archive = ArchiveLimits {
+                    max: q.archive_max,
+                    max_age: q.archive_max_age.0,
+                };
+                (name.clone(), (q.priority, q.concurrency, archive))
+            })
             .collect();
         if queue_configs.is_empty() {
-            queue_configs.insert(crate::task::DEFAULT_QUEUE.to_owned(), (1, None));
+            queue_configs.insert(
+                crate::task::DEFAULT_QUEUE.to_owned(),
+                (1, None, ArchiveLimits::default()),
+            );
         }
         let mut inboxes = Vec::new();
         let queues = queue_configs
             .into_iter()
-            .map(|(name, (priority, cap))| {
+            .map(|(name, (priority, cap, archive))| {
                 let (acker, inbox) = ack::channel();
                 inboxes.push(inbox);
                 let cap = cap
@@ -299,6 +317,7 @@ impl Worker {
                     priority: priority.max(1),
                     slots: Arc::new(Semaphore::new(cap)),
                     cap,
+                    archive,
                     hint: Default::default(),
                     empty_at: AtomicU64::new(0),
                 })
@@ -318,6 +337,7 @@ impl Worker {
             .collect();
         Ok(Self {
             shared: Arc::new(Shared {
+                client: crate::Client::from_broker(broker.clone()).max_payload(usize::MAX),
                 broker,
                 runtime: Arc::new(runtime),
                 sandbox: sandbox_threads.handle().clone(),
@@ -332,8 +352,8 @@ impl Worker {
                 work: Notify::new(),
                 server_id,
                 started: std::time::SystemTime::now(),
-                metrics: metrics::Metrics::new(),
-                usage: usage::Usage::default(),
+                metrics: metrics::Metrics::new().with_task_types(config.tasks.keys()),
+                usage: usage::Usage::default().with_task_types(config.tasks.keys()),
             }),
             sandbox_threads: Some(sandbox_threads),
             inboxes,
@@ -427,6 +447,7 @@ impl Disposition {
             Disposition::Dropped => "dropped",
             Disposition::Requeued => "requeued",
             Disposition::LeaseLost => "lease_lost",
+            Disposition::WriteFailed => "write_failed",
         }
     }
 }

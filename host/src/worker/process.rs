@@ -7,7 +7,7 @@ use prost::Message as _;
 
 use super::ack::Slots;
 use super::{Disposition, Fence, QueueSlot, Running, Shared, Shown, TaskEvent, persist};
-use crate::broker::{Claimed, now_secs};
+use crate::broker::{BrokerError, Claimed, QueueKeys, now_secs};
 use crate::proto::TaskMessage;
 use crate::runtime::{Action, CancelToken, Failure, Invocation, Outcome, TrapCause};
 
@@ -58,30 +58,21 @@ async fn process(
     slots: &mut Option<Slots>,
 ) {
     let name = queue.keys.name().to_owned();
-    let msg = match TaskMessage::decode(claimed.msg.as_slice()) {
-        Ok(msg) if !msg.r#type.is_empty() && msg.id == claimed.id => msg,
-        Ok(_) | Err(_) => {
-            let error = if claimed.msg.is_empty() {
-                "task hash has no msg field".to_owned()
-            } else {
-                "msg is not a valid Asynq TaskMessage (protobuf)".to_owned()
-            };
+    let msg = match decode_claimed(&queue.keys, &claimed.id, &claimed.msg) {
+        Ok(msg) => msg,
+        Err(error) => {
             tracing::error!(task_id = %claimed.id, queue = %name, "archiving task: {error}");
             let archived = persist("archiving an invalid task", || {
                 shared
                     .broker
-                    .archive_raw(&queue.keys, &claimed.id, &claimed.msg, None)
+                    .archive_invalid(&queue.keys, &claimed.id, &claimed.msg, &error, None)
             })
             .await;
             shared.emit(TaskEvent {
                 id: claimed.id,
                 task_type: String::new(),
                 queue: name,
-                disposition: if matches!(archived, Ok(true)) {
-                    Disposition::Archived
-                } else {
-                    Disposition::LeaseLost
-                },
+                disposition: settled(archived, Disposition::Archived),
                 result: None,
                 error: Some(error),
                 fuel: 0,
@@ -166,12 +157,13 @@ async fn process(
         .and_then(|m| m.remove(&msg.id))
         .map_or((None, lease_expiry), |r| (r.fenced, r.lease_expiry));
 
-    let (outcome, fuel, micros, memory_peak) = match execution {
+    let (mut outcome, fuel, micros, memory_peak, follow_ups) = match execution {
         Ok(run) => (
             run.outcome,
             run.fuel_consumed,
             run.wall_time.as_micros() as u64,
             run.memory_peak,
+            run.follow_ups,
         ),
         Err(e) => (
             Outcome::Failed {
@@ -182,8 +174,20 @@ async fn process(
             0,
             0,
             0,
+            Vec::new(),
         ),
     };
+    // Follow-ups go out before the acknowledgement: a parent acknowledged
+    // without them would lose them for good, while a parent run again after
+    // they were sent sends the same ids, which is a no-op.
+    if outcome.is_success()
+        && !follow_ups.is_empty()
+        && let Err(message) = super::follow_ups::send(&shared.client, &follow_ups).await
+    {
+        outcome = Outcome::Failed {
+            failure: Failure::Host { message },
+        };
+    }
     let mut event = TaskEvent {
         id: msg.id.clone(),
         task_type: msg.r#type.clone(),
@@ -218,14 +222,13 @@ async fn process(
             // Give it back now rather than wait for the lease to run out;
             // the script does nothing if another worker recovered it.
             event.error = Some("stopped: the lease could not be renewed in time".into());
-            match persist("requeueing a task", || {
-                shared.broker.requeue(&queue.keys, &msg.id)
-            })
-            .await
-            {
-                Ok(true) => Disposition::Requeued,
-                _ => Disposition::LeaseLost,
-            }
+            settled(
+                persist("requeueing a task", || {
+                    shared.broker.requeue(&queue.keys, &msg.id)
+                })
+                .await,
+                Disposition::Requeued,
+            )
         }
         _ if cancelled && fenced == Some(Fence::Operator) => {
             // Cancelled by hand: archived, so it does not come back by
@@ -238,25 +241,23 @@ async fn process(
             let mut updated = msg.clone();
             updated.error_msg = failure.to_string();
             updated.last_failed_at = now;
-            match persist("archiving a cancelled task", || {
-                shared.broker.fail(&updated, true, now, None)
-            })
-            .await
-            {
-                Ok(true) => Disposition::Archived,
-                _ => Disposition::LeaseLost,
-            }
+            settled(
+                persist("archiving a cancelled task", || {
+                    shared.broker.fail(&updated, true, now, None)
+                })
+                .await,
+                Disposition::Archived,
+            )
         }
         _ if cancelled && shared.is_stopping() => {
             event.error = Some("interrupted by shutdown".into());
-            match persist("requeueing a task", || {
-                shared.broker.requeue(&queue.keys, &msg.id)
-            })
-            .await
-            {
-                Ok(true) => Disposition::Requeued,
-                _ => Disposition::LeaseLost,
-            }
+            settled(
+                persist("requeueing a task", || {
+                    shared.broker.requeue(&queue.keys, &msg.id)
+                })
+                .await,
+                Disposition::Requeued,
+            )
         }
         Outcome::Success { result } => {
             event.result = Some(String::from_utf8_lossy(result).into_owned());
@@ -264,24 +265,24 @@ async fn process(
                 && msg.unique_key.is_empty()
                 && let Some(slots) = slots.take()
             {
-                match queue
+                let written = queue
                     .acker
                     .finish(msg.id.clone(), lease_expiry, slots)
-                    .await
-                {
-                    true => Disposition::Done,
-                    false => Disposition::LeaseLost,
-                }
+                    .await;
+                settled(written, Disposition::Done)
             } else {
-                match persist("acknowledging a task", || {
+                let written = persist("acknowledging a task", || {
                     shared.broker.finish(&msg, result)
                 })
-                .await
-                {
-                    Ok(true) if msg.retention > 0 => Disposition::Completed,
-                    Ok(true) => Disposition::Done,
-                    _ => Disposition::LeaseLost,
-                }
+                .await;
+                settled(
+                    written,
+                    if msg.retention > 0 {
+                        Disposition::Completed
+                    } else {
+                        Disposition::Done
+                    },
+                )
             }
         }
         Outcome::Failed { failure } => {
@@ -290,6 +291,9 @@ async fn process(
         }
     };
     event.disposition = disposition;
+    if matches!(disposition, Disposition::Done | Disposition::Completed) && !follow_ups.is_empty() {
+        super::follow_ups::forget(&shared.client, &follow_ups).await;
+    }
     match disposition {
         Disposition::Done | Disposition::Completed => {
             tracing::info!(task_id = %msg.id, task_type = %msg.r#type, queue = %name, fuel, micros, "task done")
@@ -297,6 +301,10 @@ async fn process(
         Disposition::LeaseLost => tracing::warn!(
             task_id = %msg.id, task_type = %msg.r#type, queue = %name,
             "the task's lease was lost (recovered by another worker); its outcome was not written"
+        ),
+        Disposition::WriteFailed => tracing::error!(
+            task_id = %msg.id, task_type = %msg.r#type, queue = %name,
+            "the task's outcome could not be written: Redis failed for 30 s; its lease will expire and the task will run again"
         ),
         other => tracing::warn!(
             task_id = %msg.id, task_type = %msg.r#type, queue = %name, disposition = ?other,
@@ -318,16 +326,15 @@ async fn fail(
     updated.last_failed_at = now;
     let (archive, score) = match failure.action() {
         Action::Drop => {
-            return match persist("dropping a revoked task", || {
-                shared
-                    .broker
-                    .drop_task(&queue.keys, &msg.id, &msg.unique_key)
-            })
-            .await
-            {
-                Ok(true) => Disposition::Dropped,
-                _ => Disposition::LeaseLost,
-            };
+            return settled(
+                persist("dropping a revoked task", || {
+                    shared
+                        .broker
+                        .drop_task(&queue.keys, &msg.id, &msg.unique_key)
+                })
+                .await,
+                Disposition::Dropped,
+            );
         }
         Action::Archive => (true, now),
         Action::Retry { .. } if msg.retried >= msg.retry => (true, now),
@@ -348,13 +355,119 @@ async fn fail(
             )
         }
     };
-    match persist("recording a failure", || {
+    let written = persist("recording a failure", || {
         shared.broker.fail(&updated, archive, score, None)
     })
-    .await
-    {
-        Ok(true) if archive => Disposition::Archived,
-        Ok(true) => Disposition::Retry,
-        _ => Disposition::LeaseLost,
+    .await;
+    settled(
+        written,
+        if archive {
+            Disposition::Archived
+        } else {
+            Disposition::Retry
+        },
+    )
+}
+
+/// The disposition of a settling write: `done` when it was written, lease
+/// lost when the script found the lease no longer this worker's, and
+/// [`Disposition::WriteFailed`] when Redis failed for as long as
+/// [`persist`] tries.
+pub(crate) fn settled(written: Result<bool, BrokerError>, done: Disposition) -> Disposition {
+    match written {
+        Ok(true) => done,
+        Ok(false) => Disposition::LeaseLost,
+        Err(_) => Disposition::WriteFailed,
+    }
+}
+
+/// Decodes a claimed task's `msg`, or says why it cannot be run: no `msg`,
+/// not a `TaskMessage`, or one that belongs elsewhere (see [`misfiled`]).
+pub(crate) fn decode_claimed(
+    queue: &QueueKeys,
+    id: &str,
+    raw: &[u8],
+) -> Result<TaskMessage, String> {
+    if raw.is_empty() {
+        return Err("task hash has no msg field".into());
+    }
+    let msg = TaskMessage::decode(raw)
+        .map_err(|_| "msg is not a valid Asynq TaskMessage (protobuf)".to_owned())?;
+    if msg.r#type.is_empty() {
+        return Err("msg has no task type".into());
+    }
+    match misfiled(queue, id, &msg) {
+        Some(reason) => Err(reason),
+        None => Ok(msg),
+    }
+}
+
+/// Why a decoded message cannot be settled in the queue it sits in: its id
+/// or queue differ from where it was found, or its unique lock is a key of
+/// another queue (every script on the task runs in the queue's own slot).
+pub(crate) fn misfiled(queue: &QueueKeys, id: &str, msg: &TaskMessage) -> Option<String> {
+    if msg.id != id {
+        return Some(format!(
+            "msg names task id {:?}, but it is stored as {id:?}",
+            msg.id
+        ));
+    }
+    if msg.queue != queue.name() {
+        return Some(format!(
+            "msg names queue {:?}, but the task sits in queue {:?}",
+            msg.queue,
+            queue.name()
+        ));
+    }
+    if !msg.unique_key.is_empty() && !msg.unique_key.starts_with(queue.prefix()) {
+        return Some(format!(
+            "msg's unique lock {:?} is not a key of queue {:?}",
+            msg.unique_key,
+            queue.name()
+        ));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_write_that_failed_is_not_a_lost_lease() {
+        let down = BrokerError::Protocol("connection refused".into());
+        assert_eq!(settled(Ok(true), Disposition::Retry), Disposition::Retry);
+        assert_eq!(
+            settled(Ok(false), Disposition::Done),
+            Disposition::LeaseLost
+        );
+        assert_eq!(
+            settled(Err(down), Disposition::Done),
+            Disposition::WriteFailed
+        );
+    }
+
+    #[test]
+    fn a_message_is_run_only_in_its_own_queue() {
+        let keys = QueueKeys::new("mail");
+        let msg = TaskMessage {
+            r#type: "t".into(),
+            id: "1".into(),
+            queue: "mail".into(),
+            ..Default::default()
+        };
+        assert!(decode_claimed(&keys, "1", &msg.encode_to_vec()).is_ok());
+        assert!(decode_claimed(&keys, "2", &msg.encode_to_vec()).is_err());
+        let mut other = msg.clone();
+        other.queue = "images".into();
+        let why = decode_claimed(&keys, "1", &other.encode_to_vec()).unwrap_err();
+        assert!(why.contains("names queue \"images\""), "{why}");
+        let mut lock = msg.clone();
+        lock.unique_key = "asynq:{images}:unique:t:".into();
+        assert!(decode_claimed(&keys, "1", &lock.encode_to_vec()).is_err());
+        lock.unique_key = "asynq:{mail}:unique:t:".into();
+        assert!(decode_claimed(&keys, "1", &lock.encode_to_vec()).is_ok());
+        assert!(decode_claimed(&keys, "1", b"").is_err());
+        assert!(decode_claimed(&keys, "1", b"\xff\xff").is_err());
     }
 }

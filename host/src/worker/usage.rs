@@ -53,10 +53,6 @@ pub(crate) struct Usage {
 impl Usage {
     /// Counts only `task_types` (the config's `[tasks]`) under their own
     /// name; every other task type is counted as `other`.
-    #[allow(
-        dead_code,
-        reason = "until worker/mod.rs builds the usage with the config's task types"
-    )]
     pub(crate) fn with_task_types(
         mut self,
         task_types: impl IntoIterator<Item = impl Into<String>>,

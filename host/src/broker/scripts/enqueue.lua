@@ -6,27 +6,38 @@
 -- KEYS[2] asynq:{q}:scheduled (zset)
 -- KEYS[3] asynq:{q}:wake
 -- KEYS[4..] per task: asynq:{q}:t:<id>, then, only when the task is
---          unique, its lock asynq:{q}:unique:<type>:<md5>
--- ARGV per task, five values: the encoded TaskMessage, the task id, process
+--          unique, its lock asynq:{q}:unique:<type>:<md5>, then, only for
+--          a guest's follow-up task, its sent mark asynq:{q}:sent:<id>
+-- ARGV per task, six values: the encoded TaskMessage, the task id, process
 --          at in Unix seconds ("0": now), uniqueness TTL in seconds ("0":
---          not unique), and the enqueue's own time in Unix nanoseconds
---          (stored as pending_since; it also marks a replay, below)
+--          not unique), the enqueue's own time in Unix nanoseconds (stored
+--          as pending_since; it also marks a replay, below), and the sent
+--          mark's TTL in seconds ("0": no mark)
 -- Returns one code per task, in order: 1 enqueued (or already enqueued by
--- this very call), 0 the id exists, -1 a duplicate holds the unique lock.
+-- this very call), 0 the id exists (or its sent mark does: a follow-up
+-- that an earlier run of its parent sent, which may have run and gone
+-- since), -1 a duplicate holds the unique lock.
 local codes = {}
 local pushed = {}
 local k = 4
-for a = 1, #ARGV, 5 do
-  local task, msg, id, at, ttl, since =
-    KEYS[k], ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
+for a = 1, #ARGV, 6 do
+  local task, msg, id, at, ttl, since, mark_ttl =
+    KEYS[k], ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5]
   k = k + 1
   local lock = nil
   if ttl ~= "0" then
     lock = KEYS[k]
     k = k + 1
   end
+  local mark = nil
+  if mark_ttl ~= "0" then
+    mark = KEYS[k]
+    k = k + 1
+  end
   local code = 1
-  if redis.call("EXISTS", task) == 1 then
+  if mark and redis.call("EXISTS", mark) == 1 then
+    code = 0
+  elseif redis.call("EXISTS", task) == 1 then
     code = 0
     -- The same enqueue sent again after its reply was lost (a dropped
     -- connection): the hash holds this very message, stamped with this
@@ -42,6 +53,9 @@ for a = 1, #ARGV, 5 do
   else
     if lock then
       redis.call("HSET", task, "unique_key", lock)
+    end
+    if mark then
+      redis.call("SET", mark, id, "EX", mark_ttl)
     end
     if at == "0" then
       redis.call("HSET", task, "msg", msg, "state", "pending", "pending_since", since)

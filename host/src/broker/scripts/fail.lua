@@ -15,6 +15,8 @@
 -- ARGV[6] "" or, when recovering an abandoned task, the current Unix time:
 --         act only if the lease expired by then
 -- ARGV[7] the worker holding the lease (its server id); "" skips the check
+-- ARGV[8] "" or why the task cannot run as it is (its msg does not decode,
+--         or names another queue): kept in the hash's `invalid` field
 -- Returns 1, or 0 when the lease is gone or another worker's (or, recovering,
 -- still alive).
 local owner = redis.call("HGET", KEYS[3], "lease_owner")
@@ -33,6 +35,9 @@ redis.call("LREM", KEYS[1], 0, ARGV[1])
 redis.call("ZADD", KEYS[4], ARGV[3], ARGV[1])
 redis.call("HSET", KEYS[3], "msg", ARGV[2], "state", ARGV[4])
 redis.call("HDEL", KEYS[3], "lease_owner")
+if ARGV[8] ~= "" then
+  redis.call("HSET", KEYS[3], "invalid", ARGV[8])
+end
 for i = 5, 6 do
   if redis.call("INCR", KEYS[i]) == 1 then
     redis.call("EXPIREAT", KEYS[i], ARGV[5])

@@ -22,6 +22,8 @@ struct Request {
     #[serde(default)]
     queue: String,
     #[serde(default)]
+    queues: Vec<String>,
+    #[serde(default)]
     bytes: usize,
     #[serde(default)]
     lines: usize,
@@ -92,6 +94,25 @@ fn misbehave(task: Task) -> Result<Vec<u8>, TaskError> {
                 req.addr
             ))),
         },
+        "listen" => match std::net::TcpListener::bind(&req.addr) {
+            Ok(_) => Ok(b"listening".to_vec()),
+            Err(e) => Err(TaskError::skip_retry(format!(
+                "listen on {} failed: {e}",
+                req.addr
+            ))),
+        },
+        "udp" => {
+            // Sends one datagram to `addr` from an ephemeral port.
+            let sent = std::net::UdpSocket::bind("0.0.0.0:0")
+                .and_then(|socket| socket.send_to(b"hello over udp", &req.addr));
+            match sent {
+                Ok(n) => Ok(format!("sent {n}").into_bytes()),
+                Err(e) => Err(TaskError::skip_retry(format!(
+                    "udp send to {} failed: {e}",
+                    req.addr
+                ))),
+            }
+        }
         "count" => {
             let n = CALLS.fetch_add(1, Ordering::SeqCst) + 1;
             Ok(n.to_string().into_bytes())
@@ -140,6 +161,30 @@ fn misbehave(task: Task) -> Result<Vec<u8>, TaskError> {
         )
         .map(String::into_bytes)
         .map_err(|e| TaskError::skip_retry(e.to_string())),
+        "enqueue-then-fail" => {
+            wasq_guest::enqueue(
+                "webhooks:sync",
+                br#"{"data": 2}"#,
+                EnqueueOptions::default().queue(&req.queue),
+            )
+            .map_err(|e| TaskError::skip_retry(e.to_string()))?;
+            Err(TaskError::retry("failed after enqueueing"))
+        }
+        "enqueue-many" => {
+            // One follow-up into each of `queues`, then `ms` of sleep.
+            let mut ids = Vec::new();
+            for queue in &req.queues {
+                let id = wasq_guest::enqueue(
+                    "bad",
+                    br#"{"do": "ok"}"#,
+                    EnqueueOptions::default().queue(queue),
+                )
+                .map_err(|e| TaskError::skip_retry(e.to_string()))?;
+                ids.push(id);
+            }
+            std::thread::sleep(Duration::from_millis(req.ms));
+            Ok(ids.join(",").into_bytes())
+        }
         "retry-later" => Err(TaskError::retry("try again later").after(Duration::from_secs(42))),
         "revoke" => Err(TaskError::revoke("not wanted")),
         other => Err(TaskError::skip_retry(format!("unknown mode {other:?}"))),
