@@ -326,6 +326,60 @@ async fn unique_tasks_and_task_ids_reject_duplicates() {
     );
 }
 
+/// Asynq locks a unique task with a nil payload as `...:unique:<type>:` and
+/// one with an empty, non-nil payload with the digest of "" appended. wasq
+/// cannot tell the two apart: it writes the nil form and counts a lock held
+/// in either form as a duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_payload_is_a_duplicate_of_a_lock_in_either_asynq_form() {
+    let client = cluster_client().await;
+    let unique = |q: &str| {
+        TaskOptions::default()
+            .queue(q)
+            .unique(Duration::from_secs(600))
+    };
+    for form in ["nil", "empty"] {
+        let q = unique_queue("uniq-empty");
+        let keys = QueueKeys::new(&q);
+        let held = match form {
+            "nil" => keys.unique("ping", b""),
+            _ => keys.unique_other_form("ping", b"").unwrap(),
+        };
+        assert!(held.ends_with(if form == "nil" {
+            "unique:ping:"
+        } else {
+            "unique:ping:d41d8cd98f00b204e9800998ecf8427e"
+        }));
+        // An Asynq client holds the lock.
+        let _: () = client
+            .broker()
+            .conn()
+            .set_ex(&held, "asynq-task", 600)
+            .await
+            .unwrap();
+        match client
+            .enqueue(Task::new("ping", Vec::new()), unique(&q))
+            .await
+        {
+            Err(EnqueueError::Duplicate { .. }) => {}
+            other => panic!("{form} form: expected a duplicate, got {other:?}"),
+        }
+    }
+    // wasq's own lock is the nil form.
+    let q = unique_queue("uniq-empty");
+    client
+        .enqueue(Task::new("ping", Vec::new()), unique(&q))
+        .await
+        .unwrap();
+    let nil_form: bool = client
+        .broker()
+        .conn()
+        .exists(QueueKeys::new(&q).unique("ping", b""))
+        .await
+        .unwrap();
+    assert!(nil_form);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_enqueues_share_script_calls_and_each_gets_its_own_outcome() {
     // On a Redis of its own, so its command counts are this test's alone.
@@ -933,8 +987,10 @@ async fn a_guest_computing_longer_than_the_lease_keeps_it() {
     );
     let start = shown.start_time.expect("a start time").seconds;
     assert!((wasq::broker::now_secs() - start).abs() < 30);
-    // No deadline given: Asynq's default timeout of 30 minutes.
-    assert_eq!(shown.deadline.expect("a deadline").seconds - start, 1800);
+    // No deadline given: Asynq's default timeout of 30 minutes, but the
+    // task type's timeout (60 s) is shorter, and that is what the sandbox
+    // enforces.
+    assert_eq!(shown.deadline.expect("a deadline").seconds - start, 60);
     // A second worker on the same queue must not get the task meanwhile.
     let mut second = RunningWorker::start(&config).await;
     let started = Instant::now();
@@ -951,6 +1007,38 @@ async fn a_guest_computing_longer_than_the_lease_keeps_it() {
     second.quiet(Duration::from_millis(500)).await;
     second.stop().await;
     first.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_task_shows_in_asynq_workers_within_a_second() {
+    // The default lease (30 s) heartbeats every 10 s: the entry must not
+    // wait for one.
+    let (q, _config, worker, client) = one_queue("shown", "").await;
+    // The worker's first heartbeat has passed by now.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let info = client
+        .enqueue(
+            payload(r#"{"do": "nap", "ms": 5000}"#),
+            TaskOptions::default()
+                .queue(&q)
+                .timeout(Duration::from_secs(20)),
+        )
+        .await
+        .unwrap();
+    let keys = QueueKeys::new(&q);
+    let conn = client.broker().conn();
+    wait_for(|| async { conn.clone().llen::<_, u64>(keys.active()).await.unwrap() == 1 }).await;
+    let started = Instant::now();
+    let shown = running_task_info(&client, &info.id).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "shown after {:?}",
+        started.elapsed()
+    );
+    // The task's own timeout (20 s) is shorter than the type's (60 s).
+    let start = shown.start_time.expect("a start time").seconds;
+    assert_eq!(shown.deadline.expect("a deadline").seconds - start, 20);
+    worker.stop().await;
 }
 
 /// The `WorkerInfo` a worker wrote into `asynq:workers` for task `id`.

@@ -122,6 +122,19 @@ impl QueueKeys {
         self.key(&format!("sent:{id}"))
     }
 
+    /// For an empty payload, the unique lock Asynq takes for an empty but
+    /// non-nil payload (`asynq:{q}:unique:<type>:<md5 of "">`), which
+    /// [`unique`](Self::unique) does not write (it writes the nil form, as
+    /// Asynq does for a task without payload); `None` for other payloads.
+    /// A lock held in either form makes an enqueue a duplicate.
+    pub fn unique_other_form(&self, task_type: &str, payload: &[u8]) -> Option<String> {
+        payload.is_empty().then(|| {
+            self.key(&format!(
+                "unique:{task_type}:d41d8cd98f00b204e9800998ecf8427e"
+            ))
+        })
+    }
+
     /// `asynq:{q}:unique:<type>:<md5 hex of payload>`, Asynq's unique lock.
     pub fn unique(&self, task_type: &str, payload: &[u8]) -> String {
         if payload.is_empty() {

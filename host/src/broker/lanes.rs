@@ -43,6 +43,9 @@ pub(crate) struct NewTask {
     pub key: String,
     /// Its unique lock key, when unique.
     pub lock: Option<String>,
+    /// The lock's other form, for a unique task with an empty payload (see
+    /// [`QueueKeys::unique_other_form`](super::QueueKeys::unique_other_form)).
+    pub other_lock: Option<String>,
     /// The encoded `TaskMessage`.
     pub msg: Vec<u8>,
     /// Task id.
@@ -211,6 +214,7 @@ mod tests {
         let task = NewTask {
             key: "asynq:{q}:t:x".into(),
             lock: None,
+            other_lock: None,
             msg: vec![0; bytes],
             id: "x".into(),
             at: 0,

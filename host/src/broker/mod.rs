@@ -397,10 +397,16 @@ impl Broker {
                 )));
             }
         };
+        // Asynq's lock for an empty, non-nil payload counts too.
+        let other_lock = lock
+            .as_ref()
+            .filter(|lock| **lock == q.unique(&msg.r#type, &msg.payload))
+            .and_then(|_| q.unique_other_form(&msg.r#type, &msg.payload));
         self.register_queue(&msg.queue).await?;
         let task = lanes::NewTask {
             key: q.task(&msg.id),
             lock,
+            other_lock,
             msg: msg.encode_to_vec(),
             id: msg.id.clone(),
             at: process_at.unwrap_or(0),
@@ -426,6 +432,9 @@ impl Broker {
             if let Some(lock) = &task.lock {
                 inv.key(lock);
             }
+            if let Some(other) = &task.other_lock {
+                inv.key(other);
+            }
             if let Some((mark, _)) = &task.mark {
                 inv.key(mark);
             }
@@ -434,7 +443,8 @@ impl Broker {
                 .arg(task.at)
                 .arg(task.ttl)
                 .arg(task.since)
-                .arg(task.mark.as_ref().map_or(0, |(_, ttl)| *ttl));
+                .arg(task.mark.as_ref().map_or(0, |(_, ttl)| *ttl))
+                .arg(u8::from(task.other_lock.is_some()));
         }
         let mut conn = self.conn.clone();
         let codes: Vec<i64> = inv.invoke_async(&mut conn).await?;

@@ -245,6 +245,12 @@ impl Runtime {
         self.types.values().map(|t| &t.info)
     }
 
+    /// The wall-clock limit of `task_type` (the `timeout` of its config),
+    /// if it is loaded.
+    pub fn timeout_of(&self, task_type: &str) -> Option<Duration> {
+        self.types.get(task_type).map(|t| t.info.limits.timeout)
+    }
+
     /// The engine (shared with the benchmark).
     pub fn engine(&self) -> &Engine {
         &self.engine

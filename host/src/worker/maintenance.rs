@@ -3,6 +3,7 @@
 //! scheduled and retry tasks, recovering tasks whose worker died, and
 //! deleting completed tasks past their retention.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,8 +22,29 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         heartbeats(&shared),
         upkeeps(&shared),
         fences(&shared),
-        usage(&shared)
+        usage(&shared),
+        show_running(&shared)
     );
+}
+
+/// Writes `asynq:workers` soon after tasks start (at most every 500 ms),
+/// so Asynq's tools see a running task within a second, not at the next
+/// heartbeat.
+async fn show_running(shared: &Shared) {
+    loop {
+        shared.running_changed.notified().await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let active = shared
+            .inflight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .map(HashMap::len)
+            .sum();
+        if let Err(e) = register(shared, active).await {
+            tracing::debug!("registering the running tasks failed: {e}");
+        }
+    }
 }
 
 /// Adds per type usage to Redis every 5 s (for `wasq module ls`).

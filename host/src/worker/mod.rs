@@ -217,6 +217,8 @@ pub(crate) struct Shared {
     pub stopping: AtomicBool,
     pub stop: Notify,
     pub work: Notify,
+    /// A task started: `asynq:workers` should show it soon.
+    pub running_changed: Notify,
     pub server_id: String,
     pub started: std::time::SystemTime,
     pub metrics: metrics::Metrics,
@@ -350,6 +352,7 @@ impl Worker {
                 stopping: AtomicBool::new(false),
                 stop: Notify::new(),
                 work: Notify::new(),
+                running_changed: Notify::new(),
                 server_id,
                 started: std::time::SystemTime::now(),
                 metrics: metrics::Metrics::new().with_task_types(config.tasks.keys()),

@@ -96,7 +96,13 @@ async fn process(
             Vec::new()
         },
         started,
+        // The deadline the sandbox enforces: the earliest of the task
+        // type's timeout, the task's own and the task's deadline.
         deadline: [
+            shared
+                .runtime
+                .timeout_of(&msg.r#type)
+                .and_then(|t| started.checked_add(t)),
             (msg.timeout > 0)
                 .then(|| started.checked_add(Duration::from_secs(msg.timeout as u64)))
                 .flatten(),
@@ -124,6 +130,9 @@ async fn process(
                 shown,
             },
         );
+    // Asynq's tools list running tasks from `asynq:workers`: show this one
+    // now rather than at the next heartbeat.
+    shared.running_changed.notify_one();
     let invocation = Invocation {
         id: msg.id.clone(),
         task_type: msg.r#type.clone(),

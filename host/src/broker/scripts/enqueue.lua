@@ -6,13 +6,18 @@
 -- KEYS[2] asynq:{q}:scheduled (zset)
 -- KEYS[3] asynq:{q}:wake
 -- KEYS[4..] per task: asynq:{q}:t:<id>, then, only when the task is
---          unique, its lock asynq:{q}:unique:<type>:<md5>, then, only for
---          a guest's follow-up task, its sent mark asynq:{q}:sent:<id>
--- ARGV per task, six values: the encoded TaskMessage, the task id, process
---          at in Unix seconds ("0": now), uniqueness TTL in seconds ("0":
---          not unique), the enqueue's own time in Unix nanoseconds (stored
---          as pending_since; it also marks a replay, below), and the sent
---          mark's TTL in seconds ("0": no mark)
+--          unique, its lock asynq:{q}:unique:<type>:<md5>, then, only for a
+--          unique task with an empty payload, the lock's other form (Asynq
+--          writes asynq:{q}:unique:<type>: for a nil payload and appends
+--          the digest of "" for an empty one: either one held is a
+--          duplicate), then, only for a guest's follow-up task, its sent
+--          mark asynq:{q}:sent:<id>
+-- ARGV per task, seven values: the encoded TaskMessage, the task id,
+--          process at in Unix seconds ("0": now), uniqueness TTL in seconds
+--          ("0": not unique), the enqueue's own time in Unix nanoseconds
+--          (stored as pending_since; it also marks a replay, below), the
+--          sent mark's TTL in seconds ("0": no mark), and "1" when the
+--          lock's other form follows the lock ("0" otherwise)
 -- Returns one code per task, in order: 1 enqueued (or already enqueued by
 -- this very call), 0 the id exists (or its sent mark does: a follow-up
 -- that an earlier run of its parent sent, which may have run and gone
@@ -20,13 +25,19 @@
 local codes = {}
 local pushed = {}
 local k = 4
-for a = 1, #ARGV, 6 do
-  local task, msg, id, at, ttl, since, mark_ttl =
-    KEYS[k], ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5]
+for a = 1, #ARGV, 7 do
+  local task, msg, id, at, ttl, since, mark_ttl, other_form =
+    KEYS[k], ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5],
+    ARGV[a + 6]
   k = k + 1
   local lock = nil
   if ttl ~= "0" then
     lock = KEYS[k]
+    k = k + 1
+  end
+  local other_lock = nil
+  if other_form == "1" then
+    other_lock = KEYS[k]
     k = k + 1
   end
   local mark = nil
@@ -48,6 +59,8 @@ for a = 1, #ARGV, 6 do
       redis.call("HSET", task, "pending_since", since)
       code = 1
     end
+  elseif other_lock and redis.call("EXISTS", other_lock) == 1 then
+    code = -1
   elseif lock and not redis.call("SET", lock, id, "NX", "EX", ttl) then
     code = -1
   else
