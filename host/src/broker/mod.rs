@@ -572,6 +572,18 @@ impl Broker {
         Ok(popped.is_some())
     }
 
+    /// Whether `queue` has pending tasks and is not paused, on `conn` (the
+    /// connection of [`wait_for_work`](Self::wait_for_work)): how a worker
+    /// sees tasks that a producer wrote without a wake token.
+    pub async fn has_pending(conn: &mut Conn, queue: &QueueKeys) -> Result<bool, BrokerError> {
+        let (pending, paused): (u64, bool) = redis::pipe()
+            .llen(queue.pending())
+            .exists(queue.paused())
+            .query_async(conn)
+            .await?;
+        Ok(pending > 0 && !paused)
+    }
+
     /// A task finished well: delete it, or keep it as completed until
     /// `now + retention` with its `result`. False when the lease was lost.
     pub async fn finish(&self, msg: &TaskMessage, result: &[u8]) -> Result<bool, BrokerError> {

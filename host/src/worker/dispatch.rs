@@ -1,6 +1,7 @@
 //! Fetching: wait for a free slot, pick queues in priority order, claim as
 //! many tasks as there are free slots in one round trip, hand each to a
-//! processor. Idle queues cost one blocking read per second each. While
+//! processor. An idle queue costs two commands a second per worker (see
+//! [`waker`]). While
 //! only one queue has work, its slots rarely come back here: the queue's
 //! acker passes them on (see [`super::ack`]).
 
@@ -14,8 +15,11 @@ use crate::broker::Broker;
 
 /// Most tasks claimed in one script call.
 const MAX_BATCH: usize = 64;
-/// How long an idle dispatcher sleeps before looking again without a wake.
+/// How long an idle dispatcher sleeps before looking again without a wake,
+/// and the longest a queue's waker waits before probing an idle queue.
 const IDLE_POLL: Duration = Duration::from_secs(1);
+/// How soon a queue's waker probes again while work keeps arriving.
+const FAST_POLL: Duration = Duration::from_millis(5);
 
 pub(crate) async fn run(shared: Arc<Shared>) {
     // After a failed claim, wait before the next try, doubling up to 5 s
@@ -166,10 +170,20 @@ fn order(shared: &Shared) -> Vec<Arc<QueueSlot>> {
     ordered
 }
 
-/// Blocks on a queue's wake list with a connection of its own and nudges
-/// the dispatcher when work arrives.
+/// Watches one queue for new work while it is idle, with a connection of
+/// its own, and nudges the dispatcher when work arrives.
+///
+/// wasq's producers push a wake token, which a blocking pop (`BLPOP
+/// asynq:{q}:wake`) sees at once. Producers that write Asynq's layout
+/// without one (Asynq's own client) are seen by a probe of the pending list
+/// each time the pop times out, while the dispatcher last found the queue
+/// empty. The pop's timeout adapts: [`FAST_POLL`] while work keeps coming,
+/// doubling on every empty probe up to [`IDLE_POLL`]. A queue that stays
+/// idle costs two commands a second per worker (the pop and the probe); one
+/// fed without tokens costs about two every [`FAST_POLL`] while it is busy.
 pub(crate) async fn waker(shared: Arc<Shared>, queue: Arc<QueueSlot>) {
     let mut conn = None;
+    let mut poll = IDLE_POLL;
     loop {
         if shared.is_stopping() {
             return;
@@ -188,17 +202,38 @@ pub(crate) async fn waker(shared: Arc<Shared>, queue: Arc<QueueSlot>) {
             }
         }
         let c = conn.as_mut().expect("connected above");
-        match Broker::wait_for_work(c, &queue.keys, IDLE_POLL).await {
-            Ok(true) => {
-                queue.mark_busy();
-                shared.work.notify_one()
+        let woken = match Broker::wait_for_work(c, &queue.keys, poll).await {
+            Ok(true) => true,
+            // No token: look at the list itself, unless the dispatcher has
+            // the queue in hand (it claims again as slots free up).
+            Ok(false) if queue.was_empty() && queue.slots.available_permits() > 0 => {
+                match Broker::has_pending(c, &queue.keys).await {
+                    Ok(pending) => pending,
+                    Err(e) => {
+                        tracing::debug!(queue = queue.keys.name(), "probing for work failed: {e}");
+                        conn = None;
+                        false
+                    }
+                }
             }
-            Ok(false) => {}
+            Ok(false) => {
+                // Busy: stay quick for when it runs dry.
+                poll = FAST_POLL;
+                continue;
+            }
             Err(e) => {
                 tracing::debug!(queue = queue.keys.name(), "waiting for work failed: {e}");
                 conn = None;
                 tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
             }
+        };
+        if woken {
+            poll = FAST_POLL;
+            queue.mark_busy();
+            shared.work.notify_one();
+        } else {
+            poll = (poll * 2).min(IDLE_POLL);
         }
     }
 }

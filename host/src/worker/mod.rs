@@ -142,6 +142,12 @@ impl QueueSlot {
         self.empty_at.store(0, Ordering::Relaxed);
     }
 
+    /// Whether the last claim found the queue empty (or paused), and no
+    /// wake token or claimed task came since.
+    pub fn was_empty(&self) -> bool {
+        self.empty_at.load(Ordering::Relaxed) != 0
+    }
+
     /// Whether a claim found the queue empty within [`EMPTY_FOR`], and no
     /// wake token came since.
     pub fn known_empty(&self) -> bool {
