@@ -8,6 +8,7 @@ mod dashboard;
 mod examples;
 mod faults;
 mod follow_ups;
+mod fs_limits;
 mod hostile;
 mod inspect;
 mod leases;

@@ -14,11 +14,14 @@
 //! fuel = 10_000_000_000       # instruction budget per task, or "unlimited"
 //! memory = "128MiB"           # linear memory per task
 //! timeout = "60s"             # wall clock per task (a task's own deadline may cut it shorter)
+//! max_handles = 256           # open files, directories, listings and sockets held at once
+//! max_write = "64MiB"         # bytes written per task into its rw dirs
+//! max_files = 1000            # files, directories and links created per task
 //!
 //! [tasks."images:resize"]
 //! module = "examples-wasm/target/wasm32-wasip2/release/image_resize.wasm"
 //! memory = "512MiB"
-//! dirs = [{ host = "./images", guest = "/images", mode = "rw" }]
+//! dirs = [{ host = "./images", guest = "/images", mode = "rw", symlinks = false }]
 //! env = ["THUMB_QUALITY"]     # host env vars passed through by name
 //! clock = true                # real clocks; otherwise frozen at the task's start
 //! enqueue = ["webhooks"]      # queues its handler may enqueue follow-ups into
@@ -231,6 +234,30 @@ pub struct LimitsConfig {
     pub max_result: Option<ByteSize>,
     /// Bytes of logs and stdout/stderr kept per task (default 64 KiB).
     pub max_log: Option<ByteSize>,
+    /// Open files, directories, directory listings and sockets a task may
+    /// hold at once (default 256).
+    #[serde(default, deserialize_with = "handle_count")]
+    pub max_handles: Option<u32>,
+    /// Bytes a task may write into its `rw` directories (default 64 MiB).
+    pub max_write: Option<ByteSize>,
+    /// Files, directories and links a task may create (default 1000).
+    pub max_files: Option<u64>,
+}
+
+/// The most `max_handles` may be: Linux's default per-process ceiling.
+pub const MAX_HANDLES_CEILING: u32 = 1 << 20;
+
+/// `max_handles`: at least 1, at most [`MAX_HANDLES_CEILING`].
+fn handle_count<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<u32>, D::Error> {
+    let n = i64::deserialize(deserializer)?;
+    match u32::try_from(n) {
+        Ok(n) if (1..=MAX_HANDLES_CEILING).contains(&n) => Ok(Some(n)),
+        _ => Err(serde::de::Error::custom(format!(
+            "max_handles must be between 1 and {MAX_HANDLES_CEILING}, not {n}"
+        ))),
+    }
 }
 
 /// `[tasks."<type>"]`: one task type.
@@ -251,6 +278,13 @@ pub struct TaskTypeConfig {
     pub max_result: Option<ByteSize>,
     /// Log bytes kept, overriding `[defaults]`.
     pub max_log: Option<ByteSize>,
+    /// Handles held at once, overriding `[defaults]`.
+    #[serde(default, deserialize_with = "handle_count")]
+    pub max_handles: Option<u32>,
+    /// Bytes written into `rw` directories, overriding `[defaults]`.
+    pub max_write: Option<ByteSize>,
+    /// Files, directories and links created, overriding `[defaults]`.
+    pub max_files: Option<u64>,
     /// Directories preopened for the guest.
     #[serde(default)]
     pub dirs: Vec<DirGrant>,
@@ -274,15 +308,50 @@ pub struct TaskTypeConfig {
 
 /// A directory granted to a task type.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "DirGrantToml")]
 pub struct DirGrant {
     /// The directory on the host, relative to the config file.
     pub host: PathBuf,
     /// Where the guest sees it, e.g. `/images`.
     pub guest: String,
     /// `ro` (default) or `rw`.
-    #[serde(default)]
     pub mode: DirMode,
+    /// Whether the guest may create symbolic links in it (`rw` only; off by
+    /// default). Even then a link must point down from its own directory:
+    /// absolute targets and `..` are refused, so no link leads out of the
+    /// directory, wherever it is moved later.
+    pub symlinks: bool,
+}
+
+/// A `dirs` entry as written, checked into a [`DirGrant`].
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DirGrantToml {
+    host: PathBuf,
+    guest: String,
+    #[serde(default)]
+    mode: DirMode,
+    #[serde(default)]
+    symlinks: bool,
+}
+
+impl TryFrom<DirGrantToml> for DirGrant {
+    type Error = String;
+
+    fn try_from(dir: DirGrantToml) -> Result<Self, String> {
+        if dir.symlinks && dir.mode != DirMode::ReadWrite {
+            return Err(format!(
+                "symlinks = true needs mode = \"rw\" (a read-only grant creates nothing), in the grant of {:?}",
+                dir.guest
+            ));
+        }
+        Ok(DirGrant {
+            host: dir.host,
+            guest: dir.guest,
+            mode: dir.mode,
+            symlinks: dir.symlinks,
+        })
+    }
 }
 
 /// Access to a granted directory.
@@ -312,6 +381,12 @@ pub struct Limits {
     pub max_result: u64,
     /// Log bytes kept per task.
     pub max_log: u64,
+    /// Handles (open files, directories, listings, sockets) held at once.
+    pub max_handles: u32,
+    /// Bytes written into `rw` directories per task.
+    pub max_write: u64,
+    /// Files, directories and links created per task.
+    pub max_files: u64,
 }
 
 impl Default for Limits {
@@ -323,6 +398,9 @@ impl Default for Limits {
             max_payload: 1 << 20,
             max_result: 1 << 20,
             max_log: 64 << 10,
+            max_handles: 256,
+            max_write: 64 << 20,
+            max_files: 1000,
         }
     }
 }
@@ -338,6 +416,9 @@ impl TaskTypeConfig {
             max_payload: self.max_payload,
             max_result: self.max_result,
             max_log: self.max_log,
+            max_handles: self.max_handles,
+            max_write: self.max_write,
+            max_files: self.max_files,
         }
     }
 }
@@ -352,6 +433,9 @@ impl LimitsConfig {
             max_payload: self.max_payload.map_or(base.max_payload, |b| b.0),
             max_result: self.max_result.map_or(base.max_result, |b| b.0),
             max_log: self.max_log.map_or(base.max_log, |b| b.0),
+            max_handles: self.max_handles.unwrap_or(base.max_handles),
+            max_write: self.max_write.map_or(base.max_write, |b| b.0),
+            max_files: self.max_files.unwrap_or(base.max_files),
         }
     }
 }

@@ -186,6 +186,7 @@ impl Naive {
             },
             journal,
             grants,
+            fs: Default::default(),
             follow_ups: Default::default(),
             task_id: "bench".into(),
             task_type: "noop".into(),

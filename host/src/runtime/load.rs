@@ -13,7 +13,7 @@ use wasmtime::component::{Component, Linker};
 use super::RuntimeError;
 use super::bindings::HandlerPre;
 use super::cache::{CacheStatus, ComponentCache};
-use super::sandbox::{Grants, SandboxState};
+use super::sandbox::{GrantedDir, Grants, SandboxState};
 use crate::config::{Config, DirMode, Limits, TaskTypeConfig};
 
 /// The world handlers implement, as named in errors.
@@ -154,7 +154,12 @@ fn grants(config: &Config, name: &str, task: &TaskTypeConfig) -> Result<Grants, 
                 message: format!("granted directory {} does not exist", host.display()),
             });
         }
-        dirs.push((host, dir.guest.clone(), dir.mode == DirMode::ReadWrite));
+        dirs.push(GrantedDir {
+            host,
+            guest: dir.guest.clone(),
+            writable: dir.mode == DirMode::ReadWrite,
+            symlinks: dir.symlinks,
+        });
     }
     let mut env = Vec::new();
     for var in &task.env {

@@ -30,6 +30,7 @@ mod bindings;
 mod cache;
 mod engine;
 mod follow_ups;
+mod fs_limits;
 mod imports;
 mod journal;
 mod load;
@@ -53,7 +54,9 @@ pub use cache::CacheStatus;
 pub use follow_ups::{FollowUp, MAX_FOLLOW_UP_BYTES, MAX_FOLLOW_UPS, follow_up_id};
 pub use journal::{LogLevel, LogLine, LogSource};
 pub use load::{TaskTypeInfo, WORLD};
-pub use outcome::{Action, Failure, HandlerError, LimitExceeded, Outcome, TrapCause};
+pub use outcome::{
+    Action, Failure, HOST_RESOURCES_DELAY, HandlerError, LimitExceeded, Outcome, TrapCause,
+};
 
 use crate::config::{Config, ConfigError};
 use bindings::{Handler, TaskError};
@@ -222,6 +225,7 @@ impl Runtime {
         let engine = engine::build(config.runtime.max_sandboxes, max_memory)
             .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
         let linker = linker(&engine).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        fs_limits::raise_fd_limit(config);
         let cache = cache::ComponentCache::new(config.cache_dir(), &engine);
         let mut types = BTreeMap::new();
         for (name, task) in &config.tasks {
@@ -322,8 +326,12 @@ impl Runtime {
         let wasi = match task_type.grants.wasi_ctx(&journal, SystemTime::now()) {
             Ok(wasi) => wasi,
             Err(e) => {
-                report.outcome = failed(Failure::Host {
-                    message: format!("cannot build the sandbox's WASI context: {e:#}"),
+                let message = format!("cannot build the sandbox's WASI context: {e:#}");
+                // Out of descriptors or memory: the host's state, not the task's.
+                report.outcome = failed(if fs_limits::host_short_of_resources(&e) {
+                    Failure::HostResources { message }
+                } else {
+                    Failure::Host { message }
                 });
                 report.wall_time = started.elapsed();
                 return report;
@@ -338,6 +346,7 @@ impl Runtime {
             },
             journal: journal.clone(),
             grants: task_type.grants.clone(),
+            fs: fs_limits::FsLimits::new(&limits, journal.clone()),
             follow_ups: Default::default(),
             task_id: invocation.id.clone(),
             task_type: invocation.task_type.clone(),
@@ -424,10 +433,12 @@ impl Runtime {
     }
 }
 
-/// A linker with WASI 0.2 and the `wasq:task` imports.
+/// A linker with WASI 0.2, the per-task limits on handles, writes and
+/// links over it (`fs_limits`), and the `wasq:task` imports.
 fn linker(engine: &Engine) -> wasmtime::Result<Linker<SandboxState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    fs_limits::add_to_linker(&mut linker)?;
     Handler::add_to_linker::<SandboxState, HasSelf<SandboxState>>(&mut linker, |s| s)?;
     Ok(linker)
 }
@@ -456,6 +467,9 @@ fn classify(error: &wasmtime::Error, journal: &Journal) -> Failure {
         },
         None => match journal.lock().panic.clone() {
             Some(message) => trap(TrapCause::Panic { message }),
+            None if fs_limits::host_short_of_resources(error) => Failure::HostResources {
+                message: format!("{error:#}"),
+            },
             None => Failure::Host {
                 message: format!("{error:#}"),
             },

@@ -68,7 +68,19 @@ pub enum Failure {
         /// What went wrong.
         message: String,
     },
+    /// The host was short of a resource the sandbox needs (file
+    /// descriptors or memory, e.g. `EMFILE` while opening the granted
+    /// directories): not the task's fault, so it runs again later without
+    /// using up a retry ([`Action::Requeue`]).
+    HostResources {
+        /// What ran out.
+        message: String,
+    },
 }
+
+/// How long a task the host had no resources for waits before it runs
+/// again ([`Action::Requeue`]).
+pub const HOST_RESOURCES_DELAY: Duration = Duration::from_secs(5);
 
 /// A handler's own error, as returned through `task-error`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -156,6 +168,13 @@ pub enum Action {
     Archive,
     /// Delete the task.
     Drop,
+    /// Run the task again after `delay` without counting a retry: it did
+    /// not fail, the host could not run it ([`Failure::HostResources`]).
+    /// Never archives, whatever the retries left.
+    Requeue {
+        /// How long to wait first.
+        delay: Duration,
+    },
 }
 
 impl Failure {
@@ -164,7 +183,8 @@ impl Failure {
     /// Handler errors say it themselves. Traps are retried: fuel, time and
     /// memory may depend on load or on data that changes, and a panic is
     /// retried as Asynq and Sidekiq retry one. Limits on payload and result
-    /// size archive at once, since the same bytes would fail again.
+    /// size archive at once, since the same bytes would fail again. A host
+    /// short of resources requeues the task without counting a retry.
     pub fn action(&self) -> Action {
         match self {
             Failure::Handler {
@@ -178,13 +198,16 @@ impl Failure {
             } => Action::Drop,
             Failure::Trap { .. } | Failure::Host { .. } => Action::Retry { delay: None },
             Failure::Limit { .. } => Action::Archive,
+            Failure::HostResources { .. } => Action::Requeue {
+                delay: HOST_RESOURCES_DELAY,
+            },
         }
     }
 
     /// A short name of the failure's cause, for metrics and listings:
     /// `retry`, `skip_retry`, `revoke`, `out_of_fuel`, `memory_limit`,
     /// `timeout`, `cancelled`, `panic`, `stack_overflow`, `trap`,
-    /// `payload_too_large`, `result_too_large` or `host`.
+    /// `payload_too_large`, `result_too_large`, `host` or `host_resources`.
     pub fn cause_name(&self) -> &'static str {
         match self {
             Failure::Handler { error } => match error {
@@ -206,6 +229,7 @@ impl Failure {
                 LimitExceeded::Result { .. } => "result_too_large",
             },
             Failure::Host { .. } => "host",
+            Failure::HostResources { .. } => "host_resources",
         }
     }
 }
@@ -259,6 +283,9 @@ impl fmt::Display for Failure {
                 }
             },
             Failure::Host { message } => write!(f, "host error: {message}"),
+            Failure::HostResources { message } => {
+                write!(f, "host short of resources: {message}")
+            }
         }
     }
 }

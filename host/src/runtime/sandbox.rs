@@ -24,19 +24,30 @@ use wasmtime_wasi::{
 
 use super::CancelToken;
 use super::follow_ups::FollowUps;
+use super::fs_limits::FsLimits;
 use super::journal::{Journal, LogSource};
 use crate::config::{SocketGrant, Transport};
 
 /// What a task type is granted, resolved at start-up.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Grants {
-    /// (host dir, guest path, writable)
-    pub dirs: Vec<(PathBuf, String, bool)>,
+    /// Preopened directories, in the order the guest sees them.
+    pub dirs: Vec<GrantedDir>,
     /// Env vars with their values, read from the host at start-up.
     pub env: Vec<(String, String)>,
     pub clock: bool,
     pub network: Vec<SocketGrant>,
     pub enqueue: Vec<String>,
+}
+
+/// A directory granted to a task type.
+#[derive(Debug, Clone)]
+pub(crate) struct GrantedDir {
+    pub host: PathBuf,
+    pub guest: String,
+    pub writable: bool,
+    /// Whether the guest may create symbolic links in it (see `fs_limits`).
+    pub symlinks: bool,
 }
 
 impl Grants {
@@ -54,13 +65,13 @@ impl Grants {
         if !self.env.is_empty() {
             b.envs(&self.env);
         }
-        for (host, guest, writable) in &self.dirs {
-            let perms = if *writable {
+        for dir in &self.dirs {
+            let perms = if dir.writable {
                 FsPerms::ReadWrite
             } else {
                 FsPerms::ReadOnly
             };
-            b.preopened_dir(host, guest, perms)?;
+            b.preopened_dir(&dir.host, &dir.guest, perms)?;
         }
         if !self.clock {
             let wall = started
@@ -107,6 +118,8 @@ pub(crate) struct SandboxState {
     pub limiter: MemoryLimiter,
     pub journal: Journal,
     pub grants: Arc<Grants>,
+    /// Handles held, bytes written and files created, against their limits.
+    pub fs: FsLimits,
     /// Follow-up tasks asked for so far (sent by the worker on success).
     pub follow_ups: FollowUps,
     pub task_id: String,

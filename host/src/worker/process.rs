@@ -346,6 +346,8 @@ async fn fail(
             );
         }
         Action::Archive => (true, now),
+        // The host could not run it: again later, without using a retry.
+        Action::Requeue { delay } => (false, now + delay.as_secs().max(1) as i64),
         Action::Retry { .. } if msg.retried >= msg.retry => (true, now),
         Action::Retry { delay } => {
             let delay = delay.unwrap_or_else(|| {

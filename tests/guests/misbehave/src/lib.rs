@@ -33,6 +33,10 @@ struct Request {
     ms: u64,
     #[serde(default)]
     iters: u64,
+    #[serde(default)]
+    count: usize,
+    #[serde(default)]
+    target: String,
 }
 
 static CALLS: AtomicU64 = AtomicU64::new(0);
@@ -187,6 +191,99 @@ fn misbehave(task: Task) -> Result<Vec<u8>, TaskError> {
         }
         "retry-later" => Err(TaskError::retry("try again later").after(Duration::from_secs(42))),
         "revoke" => Err(TaskError::revoke("not wanted")),
+        // Handles, disk and links (the fs_limits tests).
+        "open-many" => {
+            // Opens `path` up to `count` times, holds what it got for `ms`,
+            // then says which open failed first, if one did.
+            let mut held = Vec::new();
+            let mut failed = None;
+            for i in 0..req.count {
+                match std::fs::File::open(&req.path) {
+                    Ok(file) => held.push(file),
+                    Err(e) => {
+                        failed = Some(format!("open #{i} of {} failed: {e}", req.path));
+                        break;
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(req.ms));
+            match failed {
+                Some(message) => Err(TaskError::skip_retry(message)),
+                None => Ok(format!("held {}", held.len()).into_bytes()),
+            }
+        }
+        "udp-many" => {
+            let mut held = Vec::new();
+            for i in 0..req.count {
+                match std::net::UdpSocket::bind("0.0.0.0:0") {
+                    Ok(socket) => held.push(socket),
+                    Err(e) => {
+                        return Err(TaskError::skip_retry(format!("socket #{i} failed: {e}")));
+                    }
+                }
+            }
+            Ok(format!("held {}", held.len()).into_bytes())
+        }
+        "write-big" => {
+            // `bytes` bytes into each of `count` files `path`.0, `path`.1, ...
+            // (`path` itself when `count` is 0).
+            let data = vec![b'w'; req.bytes];
+            let paths: Vec<String> = match req.count {
+                0 => vec![req.path.clone()],
+                n => (0..n).map(|i| format!("{}.{i}", req.path)).collect(),
+            };
+            for path in &paths {
+                std::fs::write(path, &data)
+                    .map_err(|e| TaskError::skip_retry(format!("write {path} failed: {e}")))?;
+            }
+            Ok(format!("wrote {}", data.len() * paths.len()).into_bytes())
+        }
+        "grow" => std::fs::File::create(&req.path)
+            .and_then(|file| file.set_len(req.bytes as u64))
+            .map(|()| b"grown".to_vec())
+            .map_err(|e| TaskError::skip_retry(format!("grow {} failed: {e}", req.path))),
+        "create-many" | "mkdir-many" => {
+            // `count` creations in directory `path`, of `iters` distinct
+            // names when `iters` is set (the others open existing files).
+            let names = if req.iters > 0 {
+                req.iters as usize
+            } else {
+                req.count
+            };
+            for i in 0..req.count {
+                let path = format!("{}/{}", req.path, i % names);
+                let made = if req.mode == "mkdir-many" {
+                    std::fs::create_dir(&path)
+                } else {
+                    std::fs::File::create(&path).map(drop)
+                };
+                made.map_err(|e| {
+                    TaskError::skip_retry(format!("creating entry #{i} {path} failed: {e}"))
+                })?;
+            }
+            Ok(format!("created {}", req.count).into_bytes())
+        }
+        "symlink" => {
+            // `path` becomes a link to `target`; the result is what reading
+            // through it gives.
+            #[allow(deprecated, reason = "the only stable symlink call on wasi")]
+            std::fs::soft_link(&req.target, &req.path).map_err(|e| {
+                TaskError::skip_retry(format!(
+                    "symlink {} -> {} failed: {e}",
+                    req.path, req.target
+                ))
+            })?;
+            let read = std::fs::read(&req.path);
+            Ok(read.unwrap_or_else(|e| format!("unreadable: {e}").into_bytes()))
+        }
+        "hardlink" => std::fs::hard_link(&req.target, &req.path)
+            .map(|()| b"linked".to_vec())
+            .map_err(|e| {
+                TaskError::skip_retry(format!(
+                    "hard link {} -> {} failed: {e}",
+                    req.path, req.target
+                ))
+            }),
         other => Err(TaskError::skip_retry(format!("unknown mode {other:?}"))),
     }
 }
