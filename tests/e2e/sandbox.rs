@@ -103,6 +103,10 @@ async fn infinite_loop_with_unlimited_fuel_times_out() {
     let started = Instant::now();
     let run = attempt(&runtime, "unlimited", r#"{"do": "loop"}"#).await;
     assert_eq!(trap(&run), &TrapCause::Timeout);
+    // An interrupted run's fuel is not measured (and not reported as a
+    // number that would look like one).
+    assert!(!run.fuel_measured);
+    assert_eq!(run.fuel_consumed, 0);
     assert!(
         run.wall_time >= Duration::from_millis(300),
         "{:?}",

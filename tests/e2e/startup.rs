@@ -120,6 +120,23 @@ fn a_component_of_another_world_names_the_missing_export() {
 }
 
 #[test]
+fn a_module_whose_static_data_outgrows_the_sandbox_says_what_to_raise() {
+    let small = "[tasks.big]\nmodule = \"{guests}/big_static.wasm\"\nmemory = \"16MiB\"\n";
+    let error = TestConfig::new(small)
+        .load()
+        .err()
+        .expect("a module larger than its sandbox must be refused")
+        .to_string();
+    assert!(
+        error.contains("tasks.big.memory") && error.contains("raise `memory`"),
+        "{error}"
+    );
+    // With room for it, the same module loads and runs.
+    let roomy = "[tasks.big]\nmodule = \"{guests}/big_static.wasm\"\nmemory = \"96MiB\"\n";
+    TestConfig::new(roomy).runtime();
+}
+
+#[test]
 fn a_missing_granted_directory_is_refused() {
     let (_, error) = load_error(
         "[tasks.a]\nmodule = \"{guests}/misbehave.wasm\"\ndirs = [{ host = \"no-such-dir\", guest = \"/d\" }]\n",

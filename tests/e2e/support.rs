@@ -149,19 +149,31 @@ pub(crate) struct SpawnedWorker {
 
 impl SpawnedWorker {
     pub(crate) fn start(config: &TestConfig) -> Self {
-        Self::spawn(config, std::process::Stdio::null())
+        Self::spawn(config, std::process::Stdio::null(), "warn")
     }
 
     /// Like [`start`](Self::start), its log (stderr) going to `log`.
     pub(crate) fn start_logging(config: &TestConfig, log: &std::path::Path) -> Self {
-        Self::spawn(config, std::fs::File::create(log).unwrap().into())
+        Self::spawn(config, std::fs::File::create(log).unwrap().into(), "warn")
     }
 
-    fn spawn(config: &TestConfig, stderr: std::process::Stdio) -> Self {
+    /// Like [`start_logging`](Self::start_logging), with the log filter
+    /// `filter` (e.g. `info`).
+    pub(crate) fn start_logging_at(
+        config: &TestConfig,
+        log: &std::path::Path,
+        filter: &str,
+    ) -> Self {
+        Self::spawn(config, std::fs::File::create(log).unwrap().into(), filter)
+    }
+
+    fn spawn(config: &TestConfig, stderr: std::process::Stdio, filter: &str) -> Self {
         let mut child = std::process::Command::new(wasq_tests::wasq_bin())
             .args([
                 "worker",
                 "--json",
+                "--log",
+                filter,
                 "--config",
                 &config.path.display().to_string(),
             ])

@@ -83,8 +83,9 @@ async fn a_claimed_message_that_belongs_elsewhere_is_archived_with_the_reason() 
 }
 
 /// Two queues, upkept in name order: the first holds an abandoned task whose
-/// message names a queue in another slot (its settling scripts would fail
-/// with CROSSSLOT), the second an abandoned sound task. Both are dealt with.
+/// message names a queue in another slot (settling it by its message would
+/// act on that other queue's keys and never clear its lease here), the
+/// second an abandoned sound task. Both are dealt with.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_abandoned_task_never_stalls_the_recovery_of_other_queues() {
     let first = unique_queue("aa-recover");

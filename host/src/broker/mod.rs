@@ -194,6 +194,8 @@ struct Failed<'a> {
     recover_at: Option<i64>,
     /// Why the task cannot run as it is, stored beside its bytes.
     invalid: Option<&'a str>,
+    /// Count it in the processed and failed counters (it failed).
+    counted: bool,
 }
 
 /// Pairs a claim script's flat `id, msg, id, msg, ...` reply.
@@ -699,7 +701,24 @@ impl Broker {
             score,
             recover_at,
             invalid: None,
+            counted: true,
         };
+        self.move_failed(&queue, &msg.id, &msg.encode_to_vec(), failed)
+            .await
+    }
+
+    /// Puts a task this worker holds back in line for `at` (Unix seconds)
+    /// without counting a failure or a retry: the host could not run it
+    /// (short of descriptors or memory). False when the lease was lost.
+    pub async fn requeue_later(&self, msg: &TaskMessage, at: i64) -> Result<bool, BrokerError> {
+        let failed = Failed {
+            archive: false,
+            score: at,
+            recover_at: None,
+            invalid: None,
+            counted: false,
+        };
+        let queue = QueueKeys::new(&msg.queue);
         self.move_failed(&queue, &msg.id, &msg.encode_to_vec(), failed)
             .await
     }
@@ -722,6 +741,7 @@ impl Broker {
             score: now_secs(),
             recover_at,
             invalid: Some(reason),
+            counted: true,
         };
         self.move_failed(queue, id, raw, failed).await
     }
@@ -762,6 +782,7 @@ impl Broker {
             score,
             recover_at,
             invalid,
+            counted,
         }: Failed<'_>,
     ) -> Result<bool, BrokerError> {
         let date = keys::utc_date(now_secs());
@@ -786,7 +807,8 @@ impl Broker {
             } else {
                 &*self.owner
             })
-            .arg(invalid.unwrap_or(""));
+            .arg(invalid.unwrap_or(""))
+            .arg(if counted { "1" } else { "0" });
         let mut conn = self.conn.clone();
         let done: i64 = inv.invoke_async(&mut conn).await?;
         Ok(done == 1)

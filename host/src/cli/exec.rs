@@ -73,7 +73,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             println!("action   {:?}", failure.action());
         }
     }
-    println!("fuel     {}", run.fuel_consumed);
+    if run.fuel_measured {
+        println!("fuel     {}", run.fuel_consumed);
+    } else {
+        println!("fuel     not measured (the run was interrupted)");
+    }
     println!("time     {:.3?}", run.wall_time);
     println!("memory   {} KiB peak", run.memory_peak / 1024);
     if let Some(p) = run.progress {

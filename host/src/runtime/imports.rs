@@ -4,10 +4,44 @@ use std::time::Duration;
 
 use super::bindings::wasq::task::{context, enqueue, log, types};
 use super::follow_ups::FollowUp;
+use super::guest_text::sanitize;
 use super::journal::{LogLevel, LogSource};
 use super::sandbox::SandboxState;
 
 impl types::Host for SandboxState {}
+
+/// Defines `wasq:task/log.log` again over the bindings' version, taking the
+/// strings as the guest wrote them: a message or field that is not valid
+/// UTF-8 (only a guest that builds strings unsafely can send one) is logged
+/// as a note of its size instead of trapping, so the task keeps its real
+/// outcome.
+pub(crate) fn add_lenient_log(
+    linker: &mut wasmtime::component::Linker<SandboxState>,
+) -> wasmtime::Result<()> {
+    use wasmtime::component::WasmStr;
+    type Params = (log::Level, WasmStr, Vec<(WasmStr, WasmStr)>);
+    linker.allow_shadowing(true);
+    linker.instance("wasq:task/log@0.1.0")?.func_wrap(
+        "log",
+        |mut store: wasmtime::StoreContextMut<'_, SandboxState>,
+         (level, message, fields): Params| {
+            let text = |s: &WasmStr, store: &wasmtime::StoreContextMut<'_, SandboxState>| {
+                s.to_str(store).map(|t| t.into_owned()).unwrap_or_else(|_| {
+                    "\u{fffd} (text that is not valid UTF-8, replaced by the host)".to_owned()
+                })
+            };
+            let message = text(&message, &store);
+            let fields = fields
+                .iter()
+                .map(|(k, v)| (text(k, &store), text(v, &store)))
+                .collect();
+            log::Host::log(store.data_mut(), level, message, fields);
+            Ok(())
+        },
+    )?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
 
 impl log::Host for SandboxState {
     fn log(&mut self, level: log::Level, message: String, fields: Vec<(String, String)>) {
@@ -30,7 +64,7 @@ impl context::Host for SandboxState {
     fn report_panic(&mut self, message: String) {
         let mut journal = self.journal.lock();
         if journal.panic.is_none() {
-            journal.panic = Some(message);
+            journal.panic = Some(sanitize(&message));
         }
     }
 }

@@ -68,9 +68,22 @@ pub(crate) fn task_type(
         .map_err(|e| at(format!("cannot read module {}: {e}", module.display())))?;
     check_header(&bytes).map_err(|what| at(format!("{} is {what}", module.display())))?;
     let module_hash = ComponentCache::module_hash(&bytes);
-    let (component, status) = cache
-        .load(engine, &module_hash, &bytes)
-        .map_err(|e| at(format!("{} does not compile: {e:#}", module.display())))?;
+    let (component, status) = cache.load(engine, &module_hash, &bytes).map_err(|e| {
+        let mut message = format!("{} does not compile: {e:#}", module.display());
+        if message.contains("pooling allocator") {
+            // The pool's memory slots are as large as the largest
+            // `memory` of any task type.
+            let limit = config.limits_of(name).unwrap_or_default().memory;
+            message.push_str(&format!(
+                ". Its memory at start (static data and stack) does not fit in a sandbox \
+                     memory slot: raise `memory` of this task type (tasks.{}.memory, now {limit} \
+                     bytes) or in [defaults]; the slots are as large as the largest `memory` of \
+                     any task type",
+                key(name)
+            ));
+        }
+        at(message)
+    })?;
     let pre = prepare(linker, &component, engine).map_err(|message| RuntimeError::World {
         task_type: name.to_owned(),
         module: module.clone(),

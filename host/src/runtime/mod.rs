@@ -31,6 +31,7 @@ mod cache;
 mod engine;
 mod follow_ups;
 mod fs_limits;
+pub mod guest_text;
 mod imports;
 mod journal;
 mod load;
@@ -52,6 +53,7 @@ use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
 pub use cache::CacheStatus;
 pub use follow_ups::{FollowUp, MAX_FOLLOW_UP_BYTES, MAX_FOLLOW_UPS, follow_up_id};
+pub use guest_text::{MAX_MESSAGE, cap_message, escape_control};
 pub use journal::{LogLevel, LogLine, LogSource};
 pub use load::{TaskTypeInfo, WORLD};
 pub use outcome::{
@@ -60,8 +62,12 @@ pub use outcome::{
 
 use crate::config::{Config, ConfigError};
 use bindings::{Handler, TaskError};
+use guest_text::sanitize;
 use journal::{Journal, TaskTags};
 use sandbox::{Interrupted, MemoryLimitHit, MemoryLimiter, SandboxState};
+
+/// The fuel of a task type with `fuel = "unlimited"`.
+const UNLIMITED_FUEL: u64 = 1 << 60;
 
 /// Errors at start-up: the config or a module is not usable.
 #[derive(Debug, thiserror::Error)]
@@ -180,8 +186,13 @@ pub struct Execution {
     pub task_type: String,
     /// How it ended.
     pub outcome: Outcome,
-    /// Instructions (fuel units) consumed.
+    /// Instructions (fuel units) consumed; 0 when not measured.
     pub fuel_consumed: u64,
+    /// Whether `fuel_consumed` was measured. It is not when the run was
+    /// interrupted (timeout, cancel): compiled code keeps its fuel count in
+    /// a register while it loops, and an interrupted loop never hands it
+    /// back.
+    pub fuel_measured: bool,
     /// Wall time from the call to `execute` to its end.
     #[serde(with = "serde_micros")]
     pub wall_time: Duration,
@@ -191,8 +202,10 @@ pub struct Execution {
     pub progress: Option<u8>,
     /// What the guest logged (within `max_log`).
     pub logs: Vec<LogLine>,
-    /// Lines dropped past `max_log`.
+    /// Lines dropped past `max_log` (or past the most lines a task keeps).
     pub logs_dropped: u64,
+    /// The bytes of those lines.
+    pub logs_dropped_bytes: u64,
     /// Follow-up tasks the handler enqueued, in call order; empty unless
     /// the run succeeded. The worker sends them before it acknowledges the
     /// task.
@@ -269,11 +282,13 @@ impl Runtime {
             task_type: invocation.task_type.clone(),
             outcome: Outcome::Success { result: Vec::new() },
             fuel_consumed: 0,
+            fuel_measured: false,
             wall_time: Duration::ZERO,
             memory_peak: 0,
             progress: None,
             logs: Vec::new(),
             logs_dropped: 0,
+            logs_dropped_bytes: 0,
             follow_ups: Vec::new(),
         };
         let failed = |failure| Outcome::Failed { failure };
@@ -357,7 +372,9 @@ impl Runtime {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
-        let fuel = limits.fuel.unwrap_or(u64::MAX);
+        // Unlimited fuel is a budget no task can spend (about a century of
+        // computing), so what a task used is still measured.
+        let fuel = limits.fuel.unwrap_or(UNLIMITED_FUEL);
         store.set_fuel(fuel).expect("fuel is enabled on the engine");
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|ctx| {
@@ -405,6 +422,14 @@ impl Runtime {
             Err(Interrupted::Cancelled) => failed(Failure::Trap {
                 cause: TrapCause::Cancelled,
             }),
+            // `exit(0)`: done, with an empty result, as a CLI author expects.
+            Ok(Err(error))
+                if error
+                    .downcast_ref::<wasmtime_wasi::I32Exit>()
+                    .is_some_and(|exit| exit.0 == 0) =>
+            {
+                Outcome::Success { result: Vec::new() }
+            }
             Ok(Err(error)) => failed(classify(&error, &journal)),
             Ok(Ok(Err(error))) => failed(Failure::Handler {
                 error: handler_error(error),
@@ -419,11 +444,22 @@ impl Runtime {
             }
             Ok(Ok(Ok(result))) => Outcome::Success { result },
         };
-        report.fuel_consumed = fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+        report.fuel_measured = !matches!(
+            &report.outcome,
+            Outcome::Failed {
+                failure: Failure::Trap {
+                    cause: TrapCause::Timeout | TrapCause::Cancelled
+                }
+            }
+        );
+        if report.fuel_measured {
+            report.fuel_consumed = fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+        }
         report.memory_peak = store.data().limiter.peak;
         let mut journal = journal.lock();
         report.logs = std::mem::take(&mut journal.lines);
         report.logs_dropped = journal.dropped;
+        report.logs_dropped_bytes = journal.dropped_bytes;
         report.progress = journal.progress;
         if report.outcome.is_success() {
             report.follow_ups = std::mem::take(&mut store.data_mut().follow_ups.tasks);
@@ -440,6 +476,7 @@ fn linker(engine: &Engine) -> wasmtime::Result<Linker<SandboxState>> {
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     fs_limits::add_to_linker(&mut linker)?;
     Handler::add_to_linker::<SandboxState, HasSelf<SandboxState>>(&mut linker, |s| s)?;
+    imports::add_lenient_log(&mut linker)?;
     Ok(linker)
 }
 
@@ -451,6 +488,9 @@ fn classify(error: &wasmtime::Error, journal: &Journal) -> Failure {
             Interrupted::Timeout => TrapCause::Timeout,
             Interrupted::Cancelled => TrapCause::Cancelled,
         });
+    }
+    if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
+        return trap(TrapCause::Exit { code: exit.0 });
     }
     if let Some(hit) = error.downcast_ref::<MemoryLimitHit>() {
         return trap(TrapCause::MemoryLimit { limit: hit.limit });
@@ -467,6 +507,16 @@ fn classify(error: &wasmtime::Error, journal: &Journal) -> Failure {
         },
         None => match journal.lock().panic.clone() {
             Some(message) => trap(TrapCause::Panic { message }),
+            // Text the guest handed over (its error, a panic message, an
+            // enqueue) that is not UTF-8: the guest's fault, not the host's.
+            None if error
+                .chain()
+                .any(|e| e.downcast_ref::<std::str::Utf8Error>().is_some()) =>
+            {
+                trap(TrapCause::Other {
+                    message: "the guest passed text that is not valid UTF-8".into(),
+                })
+            }
             None if fs_limits::host_short_of_resources(error) => Failure::HostResources {
                 message: format!("{error:#}"),
             },
@@ -480,11 +530,15 @@ fn classify(error: &wasmtime::Error, journal: &Journal) -> Failure {
 fn handler_error(error: TaskError) -> HandlerError {
     match error {
         TaskError::Retry(retry) => HandlerError::Retry {
-            message: retry.message,
+            message: sanitize(&retry.message),
             delay: retry.delay_ms.map(Duration::from_millis),
         },
-        TaskError::SkipRetry(message) => HandlerError::SkipRetry { message },
-        TaskError::Revoke(message) => HandlerError::Revoke { message },
+        TaskError::SkipRetry(message) => HandlerError::SkipRetry {
+            message: sanitize(&message),
+        },
+        TaskError::Revoke(message) => HandlerError::Revoke {
+            message: sanitize(&message),
+        },
     }
 }
 

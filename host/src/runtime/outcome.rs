@@ -129,6 +129,12 @@ pub enum TrapCause {
     },
     /// The guest's call stack overflowed.
     StackOverflow,
+    /// The guest called `exit` with a non-zero status (`exit(0)` is a
+    /// success with an empty result).
+    Exit {
+        /// The exit status.
+        code: i32,
+    },
     /// Any other trap (unreachable, out-of-bounds access, ...).
     Other {
         /// The trap as wasmtime describes it.
@@ -206,7 +212,7 @@ impl Failure {
 
     /// A short name of the failure's cause, for metrics and listings:
     /// `retry`, `skip_retry`, `revoke`, `out_of_fuel`, `memory_limit`,
-    /// `timeout`, `cancelled`, `panic`, `stack_overflow`, `trap`,
+    /// `timeout`, `cancelled`, `panic`, `stack_overflow`, `exit`, `trap`,
     /// `payload_too_large`, `result_too_large`, `host` or `host_resources`.
     pub fn cause_name(&self) -> &'static str {
         match self {
@@ -222,6 +228,7 @@ impl Failure {
                 TrapCause::Cancelled => "cancelled",
                 TrapCause::Panic { .. } => "panic",
                 TrapCause::StackOverflow => "stack_overflow",
+                TrapCause::Exit { .. } => "exit",
                 TrapCause::Other { .. } => "trap",
             },
             Failure::Limit { limit } => match limit {
@@ -266,6 +273,7 @@ impl fmt::Display for Failure {
                 TrapCause::Cancelled => f.write_str("trap: cancelled"),
                 TrapCause::Panic { message } => write!(f, "trap: panic: {message}"),
                 TrapCause::StackOverflow => f.write_str("trap: stack overflow"),
+                TrapCause::Exit { code } => write!(f, "exit: the guest exited with status {code}"),
                 TrapCause::Other { message } => write!(f, "trap: {message}"),
             },
             Failure::Limit { limit } => match limit {

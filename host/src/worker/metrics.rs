@@ -236,7 +236,9 @@ impl Metrics {
         let by_type = TypeLabels {
             task_type: task_type.to_owned(),
         };
-        self.fuel.get_or_create(&by_type).observe(event.fuel as f64);
+        if let Some(fuel) = event.fuel {
+            self.fuel.get_or_create(&by_type).observe(fuel as f64);
+        }
         self.memory
             .get_or_create(&by_type)
             .observe(event.memory_peak as f64);
@@ -390,7 +392,7 @@ mod tests {
             disposition: Disposition::Done,
             result: None,
             error: None,
-            fuel: 1_000,
+            fuel: Some(1_000),
             micros: 100,
             started_at_ms: 1,
             cause: "ok".into(),

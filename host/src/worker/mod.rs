@@ -68,8 +68,8 @@ pub struct TaskEvent {
     pub result: Option<String>,
     /// The failure, when it failed.
     pub error: Option<String>,
-    /// Fuel consumed.
-    pub fuel: u64,
+    /// Fuel consumed; `None` when not measured (the run was interrupted).
+    pub fuel: Option<u64>,
     /// Time in the sandbox, microseconds.
     pub micros: u64,
     /// When the sandbox run started, Unix milliseconds (0 when it never
@@ -96,7 +96,8 @@ pub enum Disposition {
     Archived,
     /// Revoked by its handler and deleted.
     Dropped,
-    /// Given back to pending at shutdown.
+    /// Given back: to pending at shutdown, or to run again shortly when
+    /// the host could not run it (`host_resources`), without using a retry.
     Requeued,
     /// The lease was lost (another worker recovered it); nothing written.
     LeaseLost,

@@ -9,7 +9,7 @@ use super::ack::Slots;
 use super::{Disposition, Fence, QueueSlot, Running, Shared, Shown, TaskEvent, persist};
 use crate::broker::{BrokerError, Claimed, QueueKeys, now_secs};
 use crate::proto::TaskMessage;
-use crate::runtime::{Action, CancelToken, Failure, Invocation, Outcome, TrapCause};
+use crate::runtime::{Action, CancelToken, Failure, Invocation, Outcome, TrapCause, guest_text};
 
 pub(crate) async fn run(
     shared: Arc<Shared>,
@@ -75,7 +75,7 @@ async fn process(
                 disposition: settled(archived, Disposition::Archived),
                 result: None,
                 error: Some(error),
-                fuel: 0,
+                fuel: None,
                 micros: 0,
                 started_at_ms: 0,
                 cause: "invalid_msg".into(),
@@ -169,7 +169,7 @@ async fn process(
     let (mut outcome, fuel, micros, memory_peak, follow_ups) = match execution {
         Ok(run) => (
             run.outcome,
-            run.fuel_consumed,
+            run.fuel_measured.then_some(run.fuel_consumed),
             run.wall_time.as_micros() as u64,
             run.memory_peak,
             run.follow_ups,
@@ -180,7 +180,7 @@ async fn process(
                     message: format!("the sandbox task died: {e}"),
                 },
             },
-            0,
+            None,
             0,
             0,
             Vec::new(),
@@ -199,7 +199,8 @@ async fn process(
     }
     let mut event = TaskEvent {
         id: msg.id.clone(),
-        task_type: msg.r#type.clone(),
+        // Names come from whoever enqueued (an Asynq client checks none).
+        task_type: crate::runtime::escape_control(&msg.r#type).into_owned(),
         queue: name.clone(),
         disposition: Disposition::Done,
         result: None,
@@ -269,7 +270,9 @@ async fn process(
             )
         }
         Outcome::Success { result } => {
-            event.result = Some(String::from_utf8_lossy(result).into_owned());
+            // What the worker prints of it: capped, control characters
+            // escaped (the stored result keeps its bytes).
+            event.result = Some(guest_text::sanitize(&String::from_utf8_lossy(result)));
             if msg.retention == 0
                 && msg.unique_key.is_empty()
                 && let Some(slots) = slots.take()
@@ -295,7 +298,7 @@ async fn process(
             }
         }
         Outcome::Failed { failure } => {
-            event.error = Some(failure.to_string());
+            event.error = Some(guest_text::sanitize(&failure.to_string()));
             fail(shared, queue, &msg, failure).await
         }
     };
@@ -346,8 +349,18 @@ async fn fail(
             );
         }
         Action::Archive => (true, now),
-        // The host could not run it: again later, without using a retry.
-        Action::Requeue { delay } => (false, now + delay.as_secs().max(1) as i64),
+        // The host could not run it: again later, without using a retry or
+        // counting a failure.
+        Action::Requeue { delay } => {
+            let at = now + delay.as_secs().max(1) as i64;
+            return settled(
+                persist("requeueing a task the host could not run", || {
+                    shared.broker.requeue_later(&updated, at)
+                })
+                .await,
+                Disposition::Requeued,
+            );
+        }
         Action::Retry { .. } if msg.retried >= msg.retry => (true, now),
         Action::Retry { delay } => {
             let delay = delay.unwrap_or_else(|| {

@@ -75,8 +75,10 @@ impl Usage {
         } else {
             *w.failures.entry(event.cause.clone()).or_default() += 1;
         }
-        if w.samples.len() < SAMPLES_PER_FLUSH {
-            w.samples.push((event.fuel, event.micros));
+        if w.samples.len() < SAMPLES_PER_FLUSH
+            && let Some(fuel) = event.fuel
+        {
+            w.samples.push((fuel, event.micros));
         }
     }
 
@@ -128,7 +130,7 @@ mod tests {
             disposition: Disposition::Done,
             result: None,
             error: None,
-            fuel: 1_000,
+            fuel: Some(1_000),
             micros: 100,
             started_at_ms: 1,
             cause: "ok".into(),

@@ -17,6 +17,8 @@
 -- ARGV[7] the worker holding the lease (its server id); "" skips the check
 -- ARGV[8] "" or why the task cannot run as it is (its msg does not decode,
 --         or names another queue): kept in the hash's `invalid` field
+-- ARGV[9] "1" to count the failure in the processed and failed counters,
+--         "0" when the task did not fail (the host could not run it)
 -- Returns 1, or 0 when the lease is gone or another worker's (or, recovering,
 -- still alive).
 local owner = redis.call("HGET", KEYS[3], "lease_owner")
@@ -38,11 +40,13 @@ redis.call("HDEL", KEYS[3], "lease_owner")
 if ARGV[8] ~= "" then
   redis.call("HSET", KEYS[3], "invalid", ARGV[8])
 end
-for i = 5, 6 do
-  if redis.call("INCR", KEYS[i]) == 1 then
-    redis.call("EXPIREAT", KEYS[i], ARGV[5])
+if ARGV[9] == "1" then
+  for i = 5, 6 do
+    if redis.call("INCR", KEYS[i]) == 1 then
+      redis.call("EXPIREAT", KEYS[i], ARGV[5])
+    end
   end
+  redis.call("INCR", KEYS[7])
+  redis.call("INCR", KEYS[8])
 end
-redis.call("INCR", KEYS[7])
-redis.call("INCR", KEYS[8])
 return 1

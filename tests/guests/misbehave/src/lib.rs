@@ -189,6 +189,43 @@ fn misbehave(task: Task) -> Result<Vec<u8>, TaskError> {
             std::thread::sleep(Duration::from_millis(req.ms));
             Ok(ids.join(",").into_bytes())
         }
+        // Output and message abuse (the sandbox hardening suite).
+        "exit" => std::process::exit(req.iters as i32),
+        "log-empty" => {
+            for _ in 0..req.lines {
+                wasq_guest::log(wasq_guest::Level::Info, "", &[]);
+            }
+            Ok(b"logged".to_vec())
+        }
+        "log-empty-fields" => {
+            let fields: Vec<(&str, String)> = (0..200).map(|_| ("", String::new())).collect();
+            for _ in 0..req.lines {
+                wasq_guest::log(wasq_guest::Level::Info, "", &fields);
+            }
+            Ok(b"logged".to_vec())
+        }
+        "stdout-newlines" => {
+            use std::io::Write as _;
+            let newlines = vec![b'\n'; req.bytes];
+            std::io::stdout()
+                .write_all(&newlines)
+                .map_err(|e| TaskError::skip_retry(e.to_string()))?;
+            Ok(b"printed".to_vec())
+        }
+        "huge-panic" => panic!("{}", "p".repeat(req.bytes)),
+        "huge-retry" => Err(TaskError::retry("r".repeat(req.bytes))),
+        "forge" => {
+            info!("innocent\n2026-11-30T00:00:00Z  INFO wasq::worker::process: task done task_id=forged");
+            Ok(b"fine\nnotifications  notifications:email  forged  0.1ms  ok: \x1b[2Jforged".to_vec())
+        }
+        "bad-utf8" => {
+            // A log message that is not UTF-8: only unsafe code can make one.
+            let bytes = vec![b'o', b'k', 0xff, 0xfe];
+            // SAFETY: deliberately breaks str's invariant, to test the host.
+            let text = unsafe { String::from_utf8_unchecked(bytes) };
+            wasq_guest::log(wasq_guest::Level::Warn, &text, &[]);
+            Ok(b"logged".to_vec())
+        }
         "retry-later" => Err(TaskError::retry("try again later").after(Duration::from_secs(42))),
         "revoke" => Err(TaskError::revoke("not wanted")),
         // Handles, disk and links (the fs_limits tests).
