@@ -30,6 +30,7 @@ use std::collections::BTreeSet;
 use futures::future::join_all;
 
 use crate::broker::{Broker, BrokerError, Enqueued, RedisConfig};
+use crate::names::{NameError, check_name};
 use crate::task::{self, Task, TaskInfo, TaskOptions, TaskState};
 
 /// Why an enqueue was refused.
@@ -88,8 +89,7 @@ pub enum EnqueueError {
 /// default limit too).
 pub const DEFAULT_MAX_PAYLOAD: usize = 1 << 20;
 
-/// The longest task id, task type or queue name accepted, in bytes.
-pub const MAX_NAME_LEN: usize = 256;
+pub use crate::names::{MAX_NAME_LEN, check_queue_name};
 
 /// The longest unique lock, in seconds (about 136 years): longer TTLs are
 /// cut to it, which Redis's `SET ... EX` takes.
@@ -180,6 +180,7 @@ impl Client {
     /// Enqueues a guest's follow-up task with a mark that it was sent (see
     /// [`Broker::enqueue_follow_up`]): the worker's way to send follow-ups
     /// exactly once.
+    #[cfg(feature = "runtime")]
     pub(crate) async fn enqueue_follow_up(
         &self,
         task: Task,
@@ -236,6 +237,7 @@ impl Client {
             tries += 1;
             let written = match kind {
                 Write::Plain => self.broker.enqueue_stamped(&msg, at, unique, since).await,
+                #[cfg(feature = "runtime")]
                 Write::FollowUp => self.broker.enqueue_follow_up(&msg, at, since).await,
             };
             match written {
@@ -282,6 +284,7 @@ enum Write {
     /// As any client does.
     Plain,
     /// A guest's follow-up, with its sent mark.
+    #[cfg(feature = "runtime")]
     FollowUp,
 }
 
@@ -298,39 +301,8 @@ fn not_durable(info: &TaskInfo, e: &BrokerError) -> EnqueueError {
     }
 }
 
-/// A task type or task id: not empty, not too long, no control characters.
-pub(crate) fn check_name(what: &str, name: &str) -> Result<(), EnqueueError> {
-    if name.is_empty() {
-        return Err(EnqueueError::Invalid(format!("{what} is empty")));
+impl From<NameError> for EnqueueError {
+    fn from(e: NameError) -> Self {
+        EnqueueError::Invalid(e.to_string())
     }
-    if name.len() > MAX_NAME_LEN {
-        return Err(EnqueueError::Invalid(format!(
-            "{what} is {} bytes long; the limit is {MAX_NAME_LEN}",
-            name.len()
-        )));
-    }
-    if name.chars().any(char::is_control) {
-        return Err(EnqueueError::Invalid(format!(
-            "{what} {name:?} contains control characters"
-        )));
-    }
-    Ok(())
-}
-
-/// A queue name: as [`check_name`], and without braces or whitespace,
-/// since the name becomes the `{queue}` hash tag of every key.
-///
-/// ```
-/// assert!(wasq::client::check_queue_name("images").is_ok());
-/// assert!(wasq::client::check_queue_name("a{b}").is_err());
-/// assert!(wasq::client::check_queue_name("").is_err());
-/// ```
-pub fn check_queue_name(name: &str) -> Result<(), EnqueueError> {
-    check_name("queue name", name)?;
-    if name.contains(['{', '}']) || name.chars().any(char::is_whitespace) {
-        return Err(EnqueueError::Invalid(format!(
-            "queue name {name:?} may not contain braces or whitespace (it becomes the key hash tag {{{name}}})"
-        )));
-    }
-    Ok(())
 }

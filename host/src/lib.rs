@@ -14,6 +14,14 @@
 //!   classified outcomes, benchmarks.
 //! - [`worker`]: pulls tasks under per-queue concurrency and priority,
 //!   runs them in the sandbox, acknowledges, retries or archives them.
+//! - Leaf types, which import nothing of wasq's: [`keys`] (Asynq's key
+//!   layout), [`names`] (queue and task names), [`units`] (sizes,
+//!   durations, fuel, network grants), [`redis_config`] (how to reach
+//!   Redis), [`proto`] (Asynq's protobuf messages).
+//!
+//! Data flows one way: `cli` → [`worker`] → {[`broker`], [`runtime`]} →
+//! leaf types; [`client`] → [`broker`]; [`config`] → leaf types.
+//! `scripts/modgraph` prints the graph and fails on a cycle.
 //!
 //! ## Crate features
 //! - `runtime` (default): the wasmtime sandbox and the worker.
@@ -27,10 +35,14 @@
 pub mod broker;
 pub mod client;
 pub mod config;
+pub mod keys;
+pub mod names;
 pub mod proto;
+pub mod redis_config;
 #[cfg(feature = "runtime")]
 pub mod runtime;
 pub mod task;
+pub mod units;
 #[cfg(feature = "runtime")]
 pub mod worker;
 

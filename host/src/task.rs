@@ -229,7 +229,7 @@ pub(crate) fn message(task: &Task, opts: &TaskOptions) -> TaskMessage {
         (None, _) => 0,
     };
     let unique_key = if opts.unique.is_some() {
-        crate::broker::QueueKeys::new(&queue).unique(&task.task_type, &task.payload)
+        crate::keys::QueueKeys::new(&queue).unique(&task.task_type, &task.payload)
     } else {
         String::new()
     };
@@ -301,7 +301,7 @@ mod tests {
         assert_eq!(msg.retention, 3600);
         assert_eq!(
             msg.unique_key,
-            crate::broker::QueueKeys::new("images").unique("images:resize", b"{\"w\": 1}")
+            crate::keys::QueueKeys::new("images").unique("images:resize", b"{\"w\": 1}")
         );
         assert_eq!(msg.headers.get("trace").map(String::as_str), Some("abc"));
         let timed = message(

@@ -17,7 +17,6 @@
 
 mod conn;
 mod inspect;
-pub mod keys;
 mod lanes;
 mod scripts;
 mod topology;
@@ -29,9 +28,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use prost::Message as _;
 use redis::AsyncCommands as _;
 
+pub use crate::keys::{self, QueueKeys};
 pub use conn::{Conn, ConnectError, RedisConfig};
 pub use inspect::{CANCEL_CHANNEL, ClusterInfo, DayStats, Move, ServerEntry, StoredTask};
-pub use keys::QueueKeys;
 pub use topology::{ClusterNode, QueueLocation};
 
 use crate::proto::TaskMessage;

@@ -101,33 +101,13 @@ fn parse_time(text: &str) -> Result<SystemTime, String> {
     const EXPECTED: &str =
         "expected RFC 3339 with a zone, e.g. 2026-12-01T09:00:00Z or 2026-12-01T10:00:00+01:00";
     let text = text.trim();
-    let bytes = text.as_bytes();
-    let (local, offset_secs) = if let Some(local) = text.strip_suffix(['Z', 'z']) {
-        (local, 0)
-    } else if bytes.len() > 6
-        && matches!(bytes[bytes.len() - 6], b'+' | b'-')
-        && bytes[bytes.len() - 3] == b':'
-    {
-        let (local, offset) = text.split_at(text.len() - 6);
-        let hours: u64 = offset[1..3].parse().map_err(|_| EXPECTED.to_string())?;
-        let minutes: u64 = offset[4..6].parse().map_err(|_| EXPECTED.to_string())?;
-        if hours > 23 || minutes > 59 {
-            return Err(format!("offset {offset} is out of range; {EXPECTED}"));
+    match text.parse::<jiff::Timestamp>() {
+        Ok(at) => Ok(at.into()),
+        Err(_) if text.parse::<jiff::civil::DateTime>().is_ok() => {
+            Err(format!("{text:?} has no time zone; {EXPECTED}"))
         }
-        let secs = (hours * 3600 + minutes * 60) as i64;
-        (local, if offset.starts_with('-') { -secs } else { secs })
-    } else {
-        return Err(format!("{text:?} has no time zone; {EXPECTED}"));
-    };
-    // The local part read as if it were UTC, then moved by the offset.
-    let as_utc = humantime::parse_rfc3339_weak(local).map_err(|e| format!("{e}; {EXPECTED}"))?;
-    let shift = Duration::from_secs(offset_secs.unsigned_abs());
-    let utc = if offset_secs >= 0 {
-        as_utc.checked_sub(shift)
-    } else {
-        as_utc.checked_add(shift)
-    };
-    utc.ok_or_else(|| format!("{text:?} is out of range"))
+        Err(e) => Err(format!("{text:?}: {e}; {EXPECTED}")),
+    }
 }
 
 #[cfg(test)]

@@ -32,7 +32,6 @@
 //! ([`ConfigError`]).
 
 mod error;
-mod units;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -41,9 +40,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+pub use crate::units::{ByteSize, Fuel, HumanDuration, SocketGrant, Transport, parse_socket_grant};
 pub use error::ConfigError;
 pub(crate) use error::toml_key;
-pub use units::{ByteSize, Fuel, HumanDuration, SocketGrant, Transport, parse_socket_grant};
 
 /// The whole `wasq.toml`, as written.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -59,7 +58,7 @@ pub struct Config {
     #[serde(default)]
     pub tasks: BTreeMap<String, TaskTypeConfig>,
     /// Where Redis is (needed by the worker and the client commands).
-    pub redis: Option<crate::broker::RedisConfig>,
+    pub redis: Option<crate::redis_config::RedisConfig>,
     /// The worker's settings.
     #[serde(default)]
     pub worker: WorkerConfig,
@@ -540,7 +539,7 @@ impl Config {
             ));
         }
         for (name, queue) in &self.queues {
-            if let Err(e) = crate::client::check_queue_name(name) {
+            if let Err(e) = crate::names::check_queue_name(name) {
                 return Err(self.invalid_near(
                     name,
                     format!("queues.{}", toml_key(name)),

@@ -120,7 +120,7 @@ impl enqueue::Host for SandboxState {
 /// A task type or id as the client accepts it, so a follow-up is refused
 /// while the guest can still see why.
 fn check_name(what: &str, name: &str) -> Result<(), String> {
-    crate::client::check_name(what, name).map_err(|e| e.to_string())
+    crate::names::check_name(what, name).map_err(|e| e.to_string())
 }
 
 impl SandboxState {

@@ -30,6 +30,7 @@ mod bindings;
 mod cache;
 mod engine;
 mod follow_ups;
+mod fs_budget;
 mod fs_limits;
 pub mod guest_text;
 mod imports;
@@ -361,7 +362,7 @@ impl Runtime {
             },
             journal: journal.clone(),
             grants: task_type.grants.clone(),
-            fs: fs_limits::FsLimits::new(&limits, journal.clone()),
+            fs: fs_budget::FsLimits::new(&limits, journal.clone()),
             follow_ups: Default::default(),
             task_id: invocation.id.clone(),
             task_type: invocation.task_type.clone(),

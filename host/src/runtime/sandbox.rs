@@ -24,7 +24,7 @@ use wasmtime_wasi::{
 
 use super::CancelToken;
 use super::follow_ups::FollowUps;
-use super::fs_limits::FsLimits;
+use super::fs_budget::FsLimits;
 use super::journal::{Journal, LogSource};
 use crate::config::{SocketGrant, Transport};
 

@@ -18,9 +18,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
-use super::{QueueSlot, Shared, persist, process};
+use super::{QueueSlot, Shared, Slots, persist, process};
 use crate::broker::BrokerError;
 use crate::broker::Refill;
 
@@ -29,9 +29,6 @@ const MAX_BATCH: usize = 128;
 /// queue-bench: 3 took the drain from about 22k to 26-28k tasks/s; 6 and 12
 /// did about as well as 3.
 const ACK_YIELDS: usize = 6;
-
-/// The slots a task held: the worker's (global) and its queue's.
-pub(crate) type Slots = (OwnedSemaphorePermit, OwnedSemaphorePermit);
 
 /// A finished task: its id, the lease expiry this worker last wrote for it,
 /// its slots, and where the answer goes.

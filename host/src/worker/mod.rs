@@ -162,6 +162,13 @@ impl QueueSlot {
     }
 }
 
+/// The slots a task holds while it runs: the worker's (global) and its
+/// queue's.
+pub(crate) type Slots = (
+    tokio::sync::OwnedSemaphorePermit,
+    tokio::sync::OwnedSemaphorePermit,
+);
+
 /// A task this worker is running.
 pub(crate) struct Running {
     pub cancel: CancelToken,

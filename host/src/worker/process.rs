@@ -5,8 +5,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use prost::Message as _;
 
-use super::ack::Slots;
-use super::{Disposition, Fence, QueueSlot, Running, Shared, Shown, TaskEvent, persist};
+use super::{Disposition, Fence, QueueSlot, Running, Shared, Shown, Slots, TaskEvent, persist};
 use crate::broker::{BrokerError, Claimed, QueueKeys, now_secs};
 use crate::proto::TaskMessage;
 use crate::runtime::{Action, CancelToken, Failure, Invocation, Outcome, TrapCause, guest_text};

@@ -1,4 +1,5 @@
-//! Human units in the config: byte sizes, durations and fuel budgets.
+//! Human units in the config: byte sizes, durations, fuel budgets and
+//! network grants. A leaf: it imports nothing of wasq's.
 
 use std::fmt;
 use std::time::Duration;
@@ -10,7 +11,7 @@ use serde::de::{self, Deserializer, Visitor};
 /// `"1GB"`.
 ///
 /// ```
-/// use wasq::config::ByteSize;
+/// use wasq::units::ByteSize;
 /// assert_eq!("64MiB".parse::<ByteSize>().unwrap().0, 64 << 20);
 /// assert_eq!("1.5 KB".parse::<ByteSize>().unwrap().0, 1500);
 /// assert!("lots".parse::<ByteSize>().is_err());
@@ -158,7 +159,7 @@ impl SocketGrant {
 /// (UDP); port `*` for any, IPv6 in brackets.
 ///
 /// ```
-/// use wasq::config::{Transport, parse_socket_grant};
+/// use wasq::units::{Transport, parse_socket_grant};
 /// let grant = parse_socket_grant("udp:[::1]:*").unwrap();
 /// assert_eq!((grant.transport, grant.port), (Transport::Udp, None));
 /// assert!(parse_socket_grant("example.com:80").is_err());
