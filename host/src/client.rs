@@ -26,9 +26,11 @@
 //! ```
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use futures::future::join_all;
 
+use crate::backoff::Backoff;
 use crate::broker::{Broker, BrokerError, Enqueued, RedisConfig};
 use crate::names::{NameError, check_name};
 use crate::task::{self, Task, TaskInfo, TaskOptions, TaskState};
@@ -233,6 +235,7 @@ impl Client {
         // task's earlier try that did land (see broker/lanes.rs).
         let since = crate::broker::now_nanos();
         let mut tries = 0;
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_millis(800));
         let outcome = loop {
             tries += 1;
             let written = match kind {
@@ -242,7 +245,7 @@ impl Client {
             };
             match written {
                 Err(BrokerError::Redis(e)) if tries < 4 && is_transient(&e) => {
-                    tokio::time::sleep(std::time::Duration::from_millis(100 << tries)).await;
+                    tokio::time::sleep(backoff.next_delay()).await;
                 }
                 // An id made here (a random UUID) can only be taken by an
                 // earlier try of this very enqueue (a scheduled task's, or one

@@ -14,7 +14,8 @@
 //!   classified outcomes, benchmarks.
 //! - [`worker`]: pulls tasks under per-queue concurrency and priority,
 //!   runs them in the sandbox, acknowledges, retries or archives them.
-//! - Leaf types, which import nothing of wasq's: [`keys`] (Asynq's key
+//! - Leaf types, which import nothing of wasq's: [`backoff`] (the retry
+//!   policy), [`keys`] (Asynq's key
 //!   layout), [`names`] (queue and task names), [`units`] (sizes,
 //!   durations, fuel, network grants), [`redis_config`] (how to reach
 //!   Redis), [`proto`] (Asynq's protobuf messages).
@@ -32,6 +33,7 @@
 
 #![deny(missing_docs)]
 
+pub mod backoff;
 pub mod broker;
 pub mod client;
 pub mod config;

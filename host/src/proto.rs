@@ -51,16 +51,8 @@ pub struct TaskMessage {
     pub headers: std::collections::HashMap<String, String>,
 }
 
-/// A protobuf `google.protobuf.Timestamp`.
-#[derive(Clone, Copy, PartialEq, prost::Message)]
-pub struct Timestamp {
-    /// Seconds since the Unix epoch.
-    #[prost(int64, tag = "1")]
-    pub seconds: i64,
-    /// Nanoseconds within the second.
-    #[prost(int32, tag = "2")]
-    pub nanos: i32,
-}
+/// A protobuf `google.protobuf.Timestamp` (prost's own; `From<SystemTime>`).
+pub use prost_types::Timestamp;
 
 /// A running server, as stored at `asynq:servers:{<host>:<pid>:<id>}`.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -124,17 +116,6 @@ pub struct WorkerInfo {
     /// Deadline.
     #[prost(message, optional, tag = "9")]
     pub deadline: Option<Timestamp>,
-}
-
-impl Timestamp {
-    /// A timestamp of a `SystemTime`.
-    pub fn from_system(t: std::time::SystemTime) -> Self {
-        let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        Self {
-            seconds: d.as_secs() as i64,
-            nanos: d.subsec_nanos() as i32,
-        }
-    }
 }
 
 #[cfg(test)]

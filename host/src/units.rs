@@ -22,30 +22,17 @@ pub struct ByteSize(pub u64);
 impl std::str::FromStr for ByteSize {
     type Err = String;
 
+    /// Parsed by the `bytesize` crate: SI units (`KB`, `MB`, `GB`: powers
+    /// of 1000) and binary ones (`KiB`, `MiB`, `GiB`: powers of 1024).
     fn from_str(s: &str) -> Result<Self, String> {
         let s = s.trim();
-        let split = s
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(s.len());
-        let (number, unit) = s.split_at(split);
-        let number: f64 = number.parse().map_err(|_| {
-            format!("{s:?} is not a size; write e.g. \"64MiB\", \"512KiB\" or a number of bytes")
-        })?;
-        let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-            "" | "b" => 1,
-            "kb" | "k" => 1_000,
-            "mb" | "m" => 1_000_000,
-            "gb" | "g" => 1_000_000_000,
-            "kib" => 1 << 10,
-            "mib" => 1 << 20,
-            "gib" => 1 << 30,
-            other => {
-                return Err(format!(
-                    "unknown size unit {other:?} in {s:?}; use B, KB, MB, GB, KiB, MiB or GiB"
-                ));
-            }
-        };
-        Ok(ByteSize((number * scale as f64).round() as u64))
+        s.parse::<bytesize::ByteSize>()
+            .map(|size| ByteSize(size.as_u64()))
+            .map_err(|e| {
+                format!(
+                    "{s:?} is not a size ({e}); write e.g. \"64MiB\", \"512KiB\" or a number of bytes"
+                )
+            })
     }
 }
 

@@ -6,7 +6,7 @@
 
 use prost::Message as _;
 use redis::AsyncCommands as _;
-use wasq::broker::{Broker, Claimed, QueueKeys, Refill, now_secs};
+use wasq::broker::{Broker, Claimed, FailTo, LeaseHolder, QueueKeys, Refill, now_secs};
 use wasq::proto::TaskMessage;
 use wasq::{Client, TaskOptions};
 use wasq_tests::unique_queue;
@@ -115,9 +115,13 @@ async fn a_late_acknowledgement_never_takes_another_workers_lease() {
     // recovered to retry, forwarded, and B claims it with its own lease.
     let lost = TaskMessage::decode(claimed[1].msg.as_slice()).unwrap();
     assert!(
-        b.fail(&lost, false, now - 1, Some(expiry_a + 60))
-            .await
-            .unwrap(),
+        b.fail(
+            &lost,
+            FailTo::Retry { at: now - 1 },
+            LeaseHolder::ExpiredBy { by: expiry_a + 60 },
+        )
+        .await
+        .unwrap(),
         "recovering the expired lease"
     );
     assert_eq!(b.forward(&keys).await.unwrap(), 1);

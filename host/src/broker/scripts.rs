@@ -12,6 +12,16 @@ macro_rules! script {
         pub(crate) static $name: LazyLock<Script> =
             LazyLock::new(|| Script::new(include_str!($file)));
     };
+    // A script that uses the shared helpers (`release_lease`, `wake`,
+    // `count_daily`), which are prepended to it.
+    ($name:ident, $file:literal, with common) => {
+        pub(crate) static $name: LazyLock<Script> = LazyLock::new(|| {
+            Script::new(concat!(
+                include_str!("scripts/common.lua"),
+                include_str!($file)
+            ))
+        });
+    };
     // A script that calls the claim step, which is prepended to it.
     ($name:ident, $file:literal, with claim_step) => {
         pub(crate) static $name: LazyLock<Script> = LazyLock::new(|| {
@@ -23,17 +33,17 @@ macro_rules! script {
     };
 }
 
-script!(ENQUEUE, "scripts/enqueue.lua");
+script!(ENQUEUE, "scripts/enqueue.lua", with common);
 script!(CLAIM, "scripts/claim.lua", with claim_step);
-script!(FINISH, "scripts/finish.lua");
+script!(FINISH, "scripts/finish.lua", with common);
 script!(FINISH_MANY, "scripts/finish_many.lua", with claim_step);
-script!(FAIL, "scripts/fail.lua");
-script!(DROP, "scripts/drop.lua");
+script!(FAIL, "scripts/fail.lua", with common);
+script!(DROP, "scripts/drop.lua", with common);
 script!(FORGET, "scripts/forget.lua");
 script!(REMOVE_QUEUE, "scripts/remove_queue.lua");
-script!(REQUEUE, "scripts/requeue.lua");
-script!(FORWARD, "scripts/forward.lua");
+script!(REQUEUE, "scripts/requeue.lua", with common);
+script!(FORWARD, "scripts/forward.lua", with common);
 script!(EXPIRE, "scripts/expire.lua");
 script!(EXTEND, "scripts/extend.lua");
 script!(TRIM_ARCHIVE, "scripts/trim_archive.lua");
-script!(TRANSITION, "scripts/transition.lua");
+script!(TRANSITION, "scripts/transition.lua", with common);

@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{QueueSlot, Shared, Slots, persist, process};
+use super::{QueueState, Shared, Slots, process, retry_redis};
 use crate::broker::BrokerError;
 use crate::broker::Refill;
 
@@ -80,7 +80,7 @@ impl Acker {
 }
 
 /// The acker of `queue`, until the worker aborts it.
-pub(crate) async fn run(shared: Arc<Shared>, queue: Arc<QueueSlot>, Inbox(mut rx): Inbox) {
+pub(crate) async fn run(shared: Arc<Shared>, queue: Arc<QueueState>, Inbox(mut rx): Inbox) {
     let mut batch: Vec<Request> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.recv().await {
         batch.push(first);
@@ -166,7 +166,7 @@ pub(crate) async fn run(shared: Arc<Shared>, queue: Arc<QueueSlot>, Inbox(mut rx
                 Ok(done)
             }
             None => {
-                persist("acknowledging tasks", || {
+                retry_redis("acknowledging tasks", || {
                     shared.broker.finish_many(&queue.keys, &tasks)
                 })
                 .await
@@ -201,7 +201,7 @@ pub(crate) async fn run(shared: Arc<Shared>, queue: Arc<QueueSlot>, Inbox(mut rx
 /// those of the same or a higher rank, under strict priority) was found
 /// empty a moment ago. When several queues have work, slots go back to the
 /// dispatcher, whose one draw per claim keeps the weights.
-fn may_refill(shared: &Shared, queue: &Arc<QueueSlot>) -> bool {
+fn may_refill(shared: &Shared, queue: &Arc<QueueState>) -> bool {
     if shared.is_stopping() || queue.known_empty() {
         return false;
     }

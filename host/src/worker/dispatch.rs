@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use rand::Rng as _;
 
-use super::{QueueSlot, Shared, process};
+use super::{QueueState, Shared, process};
+use crate::backoff::Backoff;
 use crate::broker::Broker;
 
 /// Most tasks claimed in one script call.
@@ -24,7 +25,7 @@ const FAST_POLL: Duration = Duration::from_millis(5);
 pub(crate) async fn run(shared: Arc<Shared>) {
     // After a failed claim, wait before the next try, doubling up to 5 s
     // while Redis stays unreachable: no busy loop, no log flood.
-    let mut backoff = Duration::ZERO;
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     loop {
         // Register for the stop signal before looking at the flag, so a
         // stop between the two is not missed while waiting for a slot.
@@ -99,18 +100,17 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             drop(hint);
             let claimed = match claimed {
                 Ok(c) => {
-                    backoff = Duration::ZERO;
+                    backoff.reset();
                     c
                 }
                 Err(e) => {
                     shared.metrics.redis_error();
-                    backoff =
-                        (backoff * 2).clamp(Duration::from_millis(200), Duration::from_secs(5));
+                    let delay = backoff.next_delay();
                     tracing::warn!(
                         queue = queue.keys.name(),
-                        "claiming tasks failed, next try in {backoff:?}: {e}"
+                        "claiming tasks failed, next try in {delay:?}: {e}"
                     );
-                    tokio::time::sleep(backoff).await;
+                    tokio::time::sleep(delay).await;
                     Vec::new()
                 }
             };
@@ -143,8 +143,8 @@ pub(crate) async fn run(shared: Arc<Shared>) {
 /// Queues in the order to try: by rank with strict priority, else a
 /// weighted random order (a queue of weight 6 comes first three times as
 /// often as one of weight 2), as Asynq does.
-fn order(shared: &Shared) -> Vec<Arc<QueueSlot>> {
-    let mut queues: Vec<Arc<QueueSlot>> = shared.queues.clone();
+fn order(shared: &Shared) -> Vec<Arc<QueueState>> {
+    let mut queues: Vec<Arc<QueueState>> = shared.queues.clone();
     if shared.settings.strict_priority {
         queues.sort_by_key(|q| std::cmp::Reverse(q.priority));
         return queues;
@@ -181,9 +181,13 @@ fn order(shared: &Shared) -> Vec<Arc<QueueSlot>> {
 /// doubling on every empty probe up to [`IDLE_POLL`]. A queue that stays
 /// idle costs two commands a second per worker (the pop and the probe); one
 /// fed without tokens costs about two every [`FAST_POLL`] while it is busy.
-pub(crate) async fn waker(shared: Arc<Shared>, queue: Arc<QueueSlot>) {
+pub(crate) async fn waker(shared: Arc<Shared>, queue: Arc<QueueState>) {
     let mut conn = None;
-    let mut poll = IDLE_POLL;
+    // Starts slow: the first probe waits for the dispatcher's first claim.
+    let mut poll = Backoff::new(FAST_POLL, IDLE_POLL);
+    while poll.peek() < IDLE_POLL {
+        poll.next_delay();
+    }
     loop {
         if shared.is_stopping() {
             return;
@@ -202,7 +206,7 @@ pub(crate) async fn waker(shared: Arc<Shared>, queue: Arc<QueueSlot>) {
             }
         }
         let c = conn.as_mut().expect("connected above");
-        let woken = match Broker::wait_for_work(c, &queue.keys, poll).await {
+        let woken = match Broker::wait_for_work(c, &queue.keys, poll.peek()).await {
             Ok(true) => true,
             // No token: look at the list itself, unless the dispatcher has
             // the queue in hand (it claims again as slots free up).
@@ -218,7 +222,7 @@ pub(crate) async fn waker(shared: Arc<Shared>, queue: Arc<QueueSlot>) {
             }
             Ok(false) => {
                 // Busy: stay quick for when it runs dry.
-                poll = FAST_POLL;
+                poll.reset();
                 continue;
             }
             Err(e) => {
@@ -229,11 +233,11 @@ pub(crate) async fn waker(shared: Arc<Shared>, queue: Arc<QueueSlot>) {
             }
         };
         if woken {
-            poll = FAST_POLL;
+            poll.reset();
             queue.mark_busy();
             shared.work.notify_one();
         } else {
-            poll = (poll * 2).min(IDLE_POLL);
+            poll.next_delay();
         }
     }
 }

@@ -18,15 +18,9 @@
 //! | after all were sent, before the ack | skips them all, acknowledges |
 //! | after the ack, before the marks are deleted | never comes: the marks expire |
 
-use std::time::Duration;
-
 use crate::client::{Client, EnqueueError};
 use crate::runtime::FollowUp;
 use crate::task::{Task, TaskOptions};
-
-/// How long to keep trying while Redis fails, before the parent is failed
-/// (and retried) instead.
-const GIVE_UP_AFTER: Duration = Duration::from_secs(30);
 
 /// Sends `follow_ups` in order. An error means some may not be stored: the
 /// parent must not be acknowledged.
@@ -48,8 +42,10 @@ async fn send_one(client: &Client, f: &FollowUp) -> Result<(), String> {
     for (k, v) in &f.headers {
         options = options.header(k, v);
     }
+    // As long as an acknowledgement is retried; then the parent fails (and
+    // is retried) instead.
     let started = std::time::Instant::now();
-    let mut delay = Duration::from_millis(50);
+    let mut backoff = super::redis_backoff();
     loop {
         let task = Task::new(f.task_type.clone(), f.payload.clone());
         match client.enqueue_follow_up(task, options.clone()).await {
@@ -62,14 +58,14 @@ async fn send_one(client: &Client, f: &FollowUp) -> Result<(), String> {
                 return Ok(());
             }
             Err(e @ (EnqueueError::Broker(_) | EnqueueError::NotDurable { .. }))
-                if started.elapsed() < GIVE_UP_AFTER =>
+                if started.elapsed() < super::REDIS_RETRY_FOR =>
             {
+                let delay = backoff.next_delay();
                 tracing::warn!(
                     follow_up = %f.id, queue = %f.queue,
                     "enqueueing a follow-up task failed, retrying in {delay:?}: {e}"
                 );
                 tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(2));
             }
             Err(e) => {
                 return Err(format!(

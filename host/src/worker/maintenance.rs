@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 use prost::Message as _;
 use redis::AsyncCommands as _;
 
-use super::{Fence, Shared, Shown};
-use crate::broker::{BrokerError, LeaseCleared, keys, now_secs};
+use super::{Fence, ListedTask, Shared};
+use crate::backoff::Backoff;
+use crate::broker::{BrokerError, FailTo, LeaseCleared, LeaseHolder, keys, now_secs};
 use crate::proto::{ServerInfo, Timestamp, WorkerInfo};
 
 /// Runs three loops side by side, so none waits on another: a heartbeat
@@ -109,18 +110,19 @@ async fn heartbeats(shared: &Shared) {
 
 async fn upkeeps(shared: &Shared) {
     let every = shared.settings.maintenance_interval.0;
-    let mut wait = every;
+    // While Redis fails, upkeep backs off (up to 30 s) and logs once per
+    // try instead of once per queue and step.
+    let mut backoff = Backoff::new(every * 2, Duration::from_secs(30).max(every));
     loop {
-        // While Redis fails, upkeep backs off (up to 30 s) and logs once
-        // per try instead of once per queue and step.
-        wait = match upkeep(shared).await {
+        let wait = match upkeep(shared).await {
             Ok(()) => {
                 shared.metrics.redis_ok();
+                backoff.reset();
                 every
             }
             Err(e) => {
                 shared.metrics.redis_error();
-                let next = (wait * 2).min(Duration::from_secs(30));
+                let next = backoff.next_delay();
                 tracing::warn!("queue upkeep failed, next try in {next:?}: {e}");
                 next
             }
@@ -243,7 +245,7 @@ async fn register(shared: &Shared, active: usize) -> Result<(), crate::broker::B
             "active"
         }
         .into(),
-        start_time: Some(Timestamp::from_system(shared.started)),
+        start_time: Some(Timestamp::from(shared.started)),
         active_worker_count: active as i32,
     };
     let server_key = keys::server_info(&host, pid, &shared.server_id);
@@ -252,7 +254,7 @@ async fn register(shared: &Shared, active: usize) -> Result<(), crate::broker::B
     let mut conn = shared.broker.conn();
     let _: () = conn.set_ex(&server_key, info.encode_to_vec(), ttl).await?;
     let _: i64 = conn.zadd(keys::ALL_SERVERS, &server_key, expiry).await?;
-    let running: Vec<(String, String, Shown)> = shared
+    let running: Vec<(String, String, ListedTask)> = shared
         .inflight
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -260,22 +262,22 @@ async fn register(shared: &Shared, active: usize) -> Result<(), crate::broker::B
         .flat_map(|(q, tasks)| {
             tasks
                 .iter()
-                .map(move |(id, run)| (q.clone(), id.clone(), run.shown.clone()))
+                .map(move |(id, run)| (q.clone(), id.clone(), run.listed.clone()))
         })
         .collect();
     let mut pipe = redis::pipe();
     pipe.del(&workers_key).ignore();
-    for (queue, id, shown) in running {
+    for (queue, id, listed) in running {
         let worker = WorkerInfo {
             host: host.clone(),
             pid: pid as i32,
             server_id: shared.server_id.clone(),
             task_id: id.clone(),
-            task_type: shown.task_type,
-            task_payload: shown.payload,
+            task_type: listed.task_type,
+            task_payload: listed.payload,
             queue,
-            start_time: Some(Timestamp::from_system(shown.started)),
-            deadline: shown.deadline.map(Timestamp::from_system),
+            start_time: Some(Timestamp::from(listed.started)),
+            deadline: listed.deadline.map(Timestamp::from),
         };
         pipe.hset(&workers_key, id, worker.encode_to_vec()).ignore();
     }
@@ -375,7 +377,7 @@ async fn recover_one(
         Err(reason) => {
             if shared
                 .broker
-                .archive_invalid(queue, id, &raw, &reason, Some(now))
+                .archive_invalid(queue, id, &raw, &reason, LeaseHolder::ExpiredBy { by: now })
                 .await?
             {
                 tracing::warn!(task_id = %id, queue = queue.name(), "archived an abandoned task: {reason}");
@@ -385,11 +387,19 @@ async fn recover_one(
     };
     msg.error_msg = "lease expired: the worker running the task stopped (crashed, killed or cut off from Redis)".into();
     msg.last_failed_at = now;
-    let archive = msg.retried >= msg.retry;
-    if !archive {
+    // Due at once: it has already waited out its lease.
+    let to = if msg.retried >= msg.retry {
+        FailTo::Archive
+    } else {
         msg.retried += 1;
-    }
-    if shared.broker.fail(&msg, archive, now, Some(now)).await? {
+        FailTo::Retry { at: now }
+    };
+    let archive = to == FailTo::Archive;
+    if shared
+        .broker
+        .fail(&msg, to, LeaseHolder::ExpiredBy { by: now })
+        .await?
+    {
         tracing::warn!(task_id = %id, queue = queue.name(), archive, "recovered a task whose lease expired");
     }
     Ok(())

@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::sync::{Notify, Semaphore, mpsc};
 
+use crate::backoff::Backoff;
 use crate::broker::{ArchiveLimits, Broker, BrokerError, QueueKeys};
 use crate::config::{Config, RetryDelay, WorkerConfig};
 use crate::runtime::{CancelToken, Runtime};
@@ -106,7 +107,7 @@ pub enum Disposition {
     WriteFailed,
 }
 
-pub(crate) struct QueueSlot {
+pub(crate) struct QueueState {
     pub keys: QueueKeys,
     pub acker: ack::Acker,
     pub priority: u32,
@@ -128,10 +129,10 @@ pub(crate) struct QueueSlot {
 /// an Asynq client's, are seen within this time).
 const EMPTY_FOR: Duration = Duration::from_millis(100);
 
-/// The monotonic clock behind [`QueueSlot::empty_at`].
+/// The monotonic clock behind [`QueueState::empty_at`].
 static CLOCK: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
 
-impl QueueSlot {
+impl QueueState {
     /// A claim found nothing to take.
     pub fn mark_empty(&self) {
         let now = CLOCK.elapsed().as_millis() as u64 + 1;
@@ -182,15 +183,15 @@ pub(crate) struct Running {
     /// Why the worker stopped the task itself, if it did.
     pub fenced: Option<Fence>,
     /// What `asynq:workers` shows of the task (Asynq's `WorkerInfo`).
-    pub shown: Shown,
+    pub listed: ListedTask,
 }
 
 /// A running task as Asynq's tools list it in `asynq:workers`.
 #[derive(Debug, Clone)]
-pub(crate) struct Shown {
+pub(crate) struct ListedTask {
     /// Task type.
     pub task_type: String,
-    /// The payload, when at most [`Shown::MAX_PAYLOAD`] bytes; larger ones
+    /// The payload, when at most [`ListedTask::MAX_PAYLOAD`] bytes; larger ones
     /// are left out to keep heartbeats light.
     pub payload: Vec<u8>,
     /// When this worker started it.
@@ -199,7 +200,7 @@ pub(crate) struct Shown {
     pub deadline: Option<std::time::SystemTime>,
 }
 
-impl Shown {
+impl ListedTask {
     /// Largest payload shown.
     pub const MAX_PAYLOAD: usize = 1024;
 }
@@ -223,7 +224,7 @@ pub(crate) struct Shared {
     pub runtime: Arc<Runtime>,
     pub sandbox: tokio::runtime::Handle,
     pub settings: WorkerConfig,
-    pub queues: Vec<Arc<QueueSlot>>,
+    pub queues: Vec<Arc<QueueState>>,
     pub global: Arc<Semaphore>,
     pub inflight: Mutex<HashMap<String, HashMap<String, Running>>>,
     pub retry_delays: HashMap<String, RetryDelay>,
@@ -274,18 +275,18 @@ impl Worker {
         give_up: impl Future<Output = ()>,
     ) -> Result<Self, WorkerError> {
         let redis = config.redis.as_ref().ok_or(WorkerError::NoRedis)?;
-        let mut delay = Duration::from_millis(200);
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
         let mut give_up = std::pin::pin!(give_up);
         let broker = loop {
             match Broker::connect(redis).await {
                 Ok(broker) => break broker,
                 Err(e) => {
+                    let delay = backoff.next_delay();
                     tracing::warn!("Redis is unreachable, retrying in {delay:?}: {e}");
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
                         _ = &mut give_up => return Err(e.into()),
                     }
-                    delay = (delay * 2).min(Duration::from_secs(10));
                 }
             }
         };
@@ -327,7 +328,7 @@ impl Worker {
                 let cap = cap
                     .unwrap_or(settings.concurrency)
                     .min(settings.concurrency);
-                Arc::new(QueueSlot {
+                Arc::new(QueueState {
                     acker,
                     keys: QueueKeys::new(&name),
                     priority: priority.max(1),
@@ -495,24 +496,33 @@ impl Shared {
     }
 }
 
-/// Retries an idempotent Redis step a few times with backoff, so a short
-/// outage or failover does not lose an acknowledgement.
-pub(crate) async fn persist<T, F, Fut>(what: &str, mut step: F) -> Result<T, BrokerError>
+/// How long [`retry_redis`] keeps trying a step.
+pub(crate) const REDIS_RETRY_FOR: Duration = Duration::from_secs(30);
+
+/// Retries an idempotent Redis step with backoff for up to
+/// [`REDIS_RETRY_FOR`], so a short outage or failover does not lose an
+/// acknowledgement.
+pub(crate) async fn retry_redis<T, F, Fut>(what: &str, mut step: F) -> Result<T, BrokerError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, BrokerError>>,
 {
     let started = Instant::now();
-    let mut delay = Duration::from_millis(50);
+    let mut backoff = redis_backoff();
     loop {
         match step().await {
             Ok(v) => return Ok(v),
-            Err(e) if started.elapsed() < Duration::from_secs(30) => {
+            Err(e) if started.elapsed() < REDIS_RETRY_FOR => {
+                let delay = backoff.next_delay();
                 tracing::warn!("{what} failed, retrying in {delay:?}: {e}");
                 tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(2));
             }
             Err(e) => return Err(e),
         }
     }
+}
+
+/// The backoff of a Redis step retried in place: 50 ms doubling to 2 s.
+pub(crate) fn redis_backoff() -> Backoff {
+    Backoff::new(Duration::from_millis(50), Duration::from_secs(2))
 }

@@ -5,14 +5,16 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use prost::Message as _;
 
-use super::{Disposition, Fence, QueueSlot, Running, Shared, Shown, Slots, TaskEvent, persist};
-use crate::broker::{BrokerError, Claimed, QueueKeys, now_secs};
+use super::{
+    Disposition, Fence, ListedTask, QueueState, Running, Shared, Slots, TaskEvent, retry_redis,
+};
+use crate::broker::{BrokerError, Claimed, FailTo, LeaseHolder, QueueKeys, now_secs};
 use crate::proto::TaskMessage;
 use crate::runtime::{Action, CancelToken, Failure, Invocation, Outcome, TrapCause, guest_text};
 
 pub(crate) async fn run(
     shared: Arc<Shared>,
-    queue: Arc<QueueSlot>,
+    queue: Arc<QueueState>,
     claimed: Claimed,
     (leased_at, lease_expiry): (Instant, i64),
     slots: Slots,
@@ -51,7 +53,7 @@ pub(crate) async fn run(
 
 async fn process(
     shared: &Shared,
-    queue: &QueueSlot,
+    queue: &QueueState,
     claimed: Claimed,
     (leased_at, lease_expiry): (Instant, i64),
     slots: &mut Option<Slots>,
@@ -61,10 +63,14 @@ async fn process(
         Ok(msg) => msg,
         Err(error) => {
             tracing::error!(task_id = %claimed.id, queue = %name, "archiving task: {error}");
-            let archived = persist("archiving an invalid task", || {
-                shared
-                    .broker
-                    .archive_invalid(&queue.keys, &claimed.id, &claimed.msg, &error, None)
+            let archived = retry_redis("archiving an invalid task", || {
+                shared.broker.archive_invalid(
+                    &queue.keys,
+                    &claimed.id,
+                    &claimed.msg,
+                    &error,
+                    LeaseHolder::ThisWorker,
+                )
             })
             .await;
             shared.emit(TaskEvent {
@@ -87,9 +93,9 @@ async fn process(
     tracing::Span::current().record("task_type", msg.r#type.as_str());
     let cancel = CancelToken::new();
     let started = SystemTime::now();
-    let shown = Shown {
+    let listed = ListedTask {
         task_type: msg.r#type.clone(),
-        payload: if msg.payload.len() <= Shown::MAX_PAYLOAD {
+        payload: if msg.payload.len() <= ListedTask::MAX_PAYLOAD {
             msg.payload.clone()
         } else {
             Vec::new()
@@ -126,7 +132,7 @@ async fn process(
                 held_until: leased_at + shared.trusted_lease(),
                 lease_expiry,
                 fenced: None,
-                shown,
+                listed,
             },
         );
     // Asynq's tools list running tasks from `asynq:workers`: show this one
@@ -232,7 +238,7 @@ async fn process(
             // the script does nothing if another worker recovered it.
             event.error = Some("stopped: the lease could not be renewed in time".into());
             settled(
-                persist("requeueing a task", || {
+                retry_redis("requeueing a task", || {
                     shared.broker.requeue(&queue.keys, &msg.id)
                 })
                 .await,
@@ -251,8 +257,10 @@ async fn process(
             updated.error_msg = failure.to_string();
             updated.last_failed_at = now;
             settled(
-                persist("archiving a cancelled task", || {
-                    shared.broker.fail(&updated, true, now, None)
+                retry_redis("archiving a cancelled task", || {
+                    shared
+                        .broker
+                        .fail(&updated, FailTo::Archive, LeaseHolder::ThisWorker)
                 })
                 .await,
                 Disposition::Archived,
@@ -261,7 +269,7 @@ async fn process(
         _ if cancelled && shared.is_stopping() => {
             event.error = Some("interrupted by shutdown".into());
             settled(
-                persist("requeueing a task", || {
+                retry_redis("requeueing a task", || {
                     shared.broker.requeue(&queue.keys, &msg.id)
                 })
                 .await,
@@ -282,7 +290,7 @@ async fn process(
                     .await;
                 settled(written, Disposition::Done)
             } else {
-                let written = persist("acknowledging a task", || {
+                let written = retry_redis("acknowledging a task", || {
                     shared.broker.finish(&msg, result)
                 })
                 .await;
@@ -327,7 +335,7 @@ async fn process(
 
 async fn fail(
     shared: &Shared,
-    queue: &QueueSlot,
+    queue: &QueueState,
     msg: &TaskMessage,
     failure: &Failure,
 ) -> Disposition {
@@ -335,10 +343,10 @@ async fn fail(
     let mut updated = msg.clone();
     updated.error_msg = failure.to_string();
     updated.last_failed_at = now;
-    let (archive, score) = match failure.action() {
+    let to = match failure.action() {
         Action::Drop => {
             return settled(
-                persist("dropping a revoked task", || {
+                retry_redis("dropping a revoked task", || {
                     shared
                         .broker
                         .drop_task(&queue.keys, &msg.id, &msg.unique_key)
@@ -347,20 +355,20 @@ async fn fail(
                 Disposition::Dropped,
             );
         }
-        Action::Archive => (true, now),
+        Action::Archive => FailTo::Archive,
         // The host could not run it: again later, without using a retry or
         // counting a failure.
         Action::Requeue { delay } => {
             let at = now + delay.as_secs().max(1) as i64;
             return settled(
-                persist("requeueing a task the host could not run", || {
+                retry_redis("requeueing a task the host could not run", || {
                     shared.broker.requeue_later(&updated, at)
                 })
                 .await,
                 Disposition::Requeued,
             );
         }
-        Action::Retry { .. } if msg.retried >= msg.retry => (true, now),
+        Action::Retry { .. } if msg.retried >= msg.retry => FailTo::Archive,
         Action::Retry { delay } => {
             let delay = delay.unwrap_or_else(|| {
                 shared
@@ -372,22 +380,20 @@ async fn fail(
             });
             updated.retried += 1;
             let at = SystemTime::now() + delay;
-            (
-                false,
-                at.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() as i64,
-            )
+            FailTo::Retry {
+                at: at.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() as i64,
+            }
         }
     };
-    let written = persist("recording a failure", || {
-        shared.broker.fail(&updated, archive, score, None)
+    let written = retry_redis("recording a failure", || {
+        shared.broker.fail(&updated, to, LeaseHolder::ThisWorker)
     })
     .await;
     settled(
         written,
-        if archive {
-            Disposition::Archived
-        } else {
-            Disposition::Retry
+        match to {
+            FailTo::Archive => Disposition::Archived,
+            FailTo::Retry { .. } => Disposition::Retry,
         },
     )
 }
@@ -395,7 +401,7 @@ async fn fail(
 /// The disposition of a settling write: `done` when it was written, lease
 /// lost when the script found the lease no longer this worker's, and
 /// [`Disposition::WriteFailed`] when Redis failed for as long as
-/// [`persist`] tries.
+/// [`retry_redis`] tries.
 pub(crate) fn settled(written: Result<bool, BrokerError>, done: Disposition) -> Disposition {
     match written {
         Ok(true) => done,

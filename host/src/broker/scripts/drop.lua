@@ -9,20 +9,13 @@
 -- ARGV[2] daily counter expiry, Unix seconds
 -- ARGV[3] the worker holding the lease (its server id); "" skips the check
 -- Returns 1, or 0 when this worker no longer holds the lease.
-local owner = redis.call("HGET", KEYS[3], "lease_owner")
-if ARGV[3] ~= "" and owner and owner ~= ARGV[3] then
+if not release_lease(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[3]) then
   return 0
 end
-if redis.call("ZREM", KEYS[2], ARGV[1]) == 0 then
-  return 0
-end
-redis.call("LREM", KEYS[1], 0, ARGV[1])
 redis.call("DEL", KEYS[3])
 if KEYS[6] and redis.call("GET", KEYS[6]) == ARGV[1] then
   redis.call("DEL", KEYS[6])
 end
-if redis.call("INCR", KEYS[4]) == 1 then
-  redis.call("EXPIREAT", KEYS[4], ARGV[2])
-end
+count_daily(KEYS[4], ARGV[2])
 redis.call("INCR", KEYS[5])
 return 1

@@ -83,10 +83,6 @@ end
 if #pushed > 0 then
   -- In call order: the first pushed is the first popped (from the right).
   redis.call("LPUSH", KEYS[1], unpack(pushed))
-  -- One wake token at most, pushed only when none is waiting: under load
-  -- (no worker blocked on it) this costs a read, not a write.
-  if redis.call("LLEN", KEYS[3]) == 0 then
-    redis.call("LPUSH", KEYS[3], "1")
-  end
+  wake(KEYS[3])
 end
 return codes

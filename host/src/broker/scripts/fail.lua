@@ -41,11 +41,8 @@ if ARGV[8] ~= "" then
   redis.call("HSET", KEYS[3], "invalid", ARGV[8])
 end
 if ARGV[9] == "1" then
-  for i = 5, 6 do
-    if redis.call("INCR", KEYS[i]) == 1 then
-      redis.call("EXPIREAT", KEYS[i], ARGV[5])
-    end
-  end
+  count_daily(KEYS[5], ARGV[5])
+  count_daily(KEYS[6], ARGV[5])
   redis.call("INCR", KEYS[7])
   redis.call("INCR", KEYS[8])
 end

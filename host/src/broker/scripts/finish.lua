@@ -13,14 +13,9 @@
 -- ARGV[5] daily counter expiry, Unix seconds
 -- ARGV[6] the worker holding the lease (its server id); "" skips the check
 -- Returns 1, or 0 when this worker no longer holds the lease.
-local owner = redis.call("HGET", KEYS[3], "lease_owner")
-if ARGV[6] ~= "" and owner and owner ~= ARGV[6] then
+if not release_lease(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[6]) then
   return 0
 end
-if redis.call("ZREM", KEYS[2], ARGV[1]) == 0 then
-  return 0
-end
-redis.call("LREM", KEYS[1], 0, ARGV[1])
 if ARGV[2] == "0" then
   redis.call("DEL", KEYS[3])
 else
@@ -31,8 +26,6 @@ end
 if KEYS[7] and redis.call("GET", KEYS[7]) == ARGV[1] then
   redis.call("DEL", KEYS[7])
 end
-if redis.call("INCR", KEYS[5]) == 1 then
-  redis.call("EXPIREAT", KEYS[5], ARGV[5])
-end
+count_daily(KEYS[5], ARGV[5])
 redis.call("INCR", KEYS[6])
 return 1

@@ -9,20 +9,11 @@
 -- ARGV[2] now, Unix nanoseconds
 -- ARGV[3] the worker holding the lease (its server id); "" skips the check
 -- Returns 1, or 0 when this worker no longer holds the lease.
-local owner = redis.call("HGET", KEYS[4], "lease_owner")
-if ARGV[3] ~= "" and owner and owner ~= ARGV[3] then
+if not release_lease(KEYS[1], KEYS[2], KEYS[4], ARGV[1], ARGV[3]) then
   return 0
 end
-if redis.call("ZREM", KEYS[2], ARGV[1]) == 0 then
-  return 0
-end
-redis.call("LREM", KEYS[1], 0, ARGV[1])
 redis.call("RPUSH", KEYS[3], ARGV[1])
 redis.call("HSET", KEYS[4], "state", "pending", "pending_since", ARGV[2])
 redis.call("HDEL", KEYS[4], "lease_owner")
--- One wake token at most, pushed only when none is waiting: under load
--- (no worker blocked on it) this costs a read, not a write.
-if redis.call("LLEN", KEYS[5]) == 0 then
-  redis.call("LPUSH", KEYS[5], "1")
-end
+wake(KEYS[5])
 return 1

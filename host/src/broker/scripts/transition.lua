@@ -50,10 +50,6 @@ for i = 6, #ARGV, 2 do
   end
 end
 if ARGV[2] == "run" and moved > 0 then
-  -- One wake token at most, pushed only when none is waiting: under load
-  -- (no worker blocked on it) this costs a read, not a write.
-  if redis.call("LLEN", KEYS[3]) == 0 then
-    redis.call("LPUSH", KEYS[3], "1")
-  end
+  wake(KEYS[3])
 end
 return moved
