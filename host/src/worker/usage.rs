@@ -9,7 +9,7 @@
 //! | `wasq:type:{<type>}:samples` | list | recent runs as `"<unix s> <fuel> <micros>"`, newest first, at most 1000; expires after 2 h |
 //!
 //! `<type>` is a task type of the config's `[tasks]`, or `other` for every
-//! type it does not list ([`Usage::with_task_types`]): producers choose task
+//! type it does not list (`Usage::with_task_types`): producers choose task
 //! types, and must not be able to create keys without bound.
 
 use std::collections::HashMap;
