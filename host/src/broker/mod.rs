@@ -21,7 +21,9 @@ mod enqueue;
 mod error;
 mod inspect;
 mod lanes;
+mod moves;
 mod scripts;
+mod servers;
 mod settle;
 mod stats;
 mod topology;
@@ -35,7 +37,9 @@ use redis::AsyncCommands as _;
 
 pub use crate::keys::{self, QueueKeys};
 pub use conn::{Conn, ConnectError, RedisConfig};
-pub use inspect::{CANCEL_CHANNEL, ClusterInfo, DayStats, Move, ServerEntry, StoredTask};
+pub use inspect::{DayStats, StoredTask};
+pub use moves::{CANCEL_CHANNEL, Move};
+pub use servers::{ClusterInfo, ServerEntry};
 pub use topology::{ClusterNode, QueueLocation};
 
 pub use claim::Claimed;
