@@ -1,5 +1,6 @@
-//! The `wasq` binary: `check` and `exec` on the example handlers, and a
-//! reader that goes away (`wasq stats --json | head`).
+//! The `wasq` binary: `check` and `exec` on the example handlers, a reader
+//! that goes away (`wasq stats --json | head`), shell completions and
+//! `--version`.
 
 use std::os::unix::process::ExitStatusExt as _;
 use std::process::{Command, Stdio};
@@ -119,5 +120,51 @@ fn a_command_whose_reader_went_away_exits_quietly() {
         );
         assert!(!err.contains("panicked"), "wasq {args:?}: {err}");
         assert!(err.is_empty(), "wasq {args:?} printed: {err}");
+    }
+}
+
+#[test]
+fn completions_are_printed_for_each_shell() {
+    for shell in ["bash", "zsh", "fish"] {
+        let (code, out, err) = run_wasq(&["completions", shell]);
+        assert_eq!(code, 0, "{shell}: {err}");
+        assert!(out.contains("wasq"), "{shell}: {out}");
+        // Generated from the real command line: subcommands and their
+        // flags are in it.
+        assert!(
+            out.contains("enqueue") && out.contains("cluster-addrs"),
+            "{shell}: {out}"
+        );
+    }
+    let (code, out, _) = run_wasq(&["completions", "--help"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("bash-completion/completions/wasq"), "{out}");
+    let (code, _, err) = run_wasq(&["completions", "tcsh"]);
+    assert_eq!(code, 2, "{err}");
+}
+
+#[test]
+fn version_names_the_wit_package_and_the_commit() {
+    let wit = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit/wasq.wit"),
+    )
+    .unwrap();
+    let package = wit
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("package "))
+        .unwrap()
+        .trim_end_matches(';');
+    assert!(package.starts_with("wasq:task@"), "{package}");
+    for flag in ["--version", "-V"] {
+        let (code, out, err) = run_wasq(&[flag]);
+        assert_eq!(code, 0, "{err}");
+        let line = out.trim_end();
+        assert!(line.starts_with("wasq "), "{line}");
+        assert!(line.contains(&format!("({package}, commit ")), "{line}");
+        let commit = line.rsplit("commit ").next().unwrap().trim_end_matches(')');
+        assert!(
+            commit == "unknown" || commit.chars().all(|c| c.is_ascii_hexdigit()),
+            "{line}"
+        );
     }
 }

@@ -21,9 +21,8 @@ pub struct Args {
     /// Also measure start-up of this config with a cold and a warm cache.
     #[arg(long, short)]
     config: Option<PathBuf>,
-    /// Print the report as JSON.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    output: super::args::JsonArg,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -35,7 +34,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
-    if args.json {
+    if args.output.json {
         let report = serde_json::json!({ "overhead": overhead, "startup": startup });
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(ExitCode::SUCCESS);

@@ -8,10 +8,9 @@ use wasq::runtime::CacheStatus;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    config: super::ConfigArg,
-    /// Print the report as JSON.
-    #[arg(long)]
-    json: bool,
+    config: super::args::ConfigArg,
+    #[command(flatten)]
+    output: super::args::JsonArg,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -22,7 +21,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     // logs why); every task type is then compiled with the cache off.
     let refused = types.iter().any(|t| t.cache == CacheStatus::Disabled);
     let cache_on = cache_dir.is_some() && !refused;
-    if args.json {
+    if args.output.json {
         let report = serde_json::json!({
             "config": args.config.config,
             "cache_dir": cache_dir,

@@ -30,12 +30,8 @@ pub struct RedisArgs {
         default_value = "127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003,127.0.0.1:7004,127.0.0.1:7005"
     )]
     pub cluster_addrs: Vec<String>,
-    /// ACL user name (overrides the config's).
-    #[arg(long, env = "WASQ_REDIS_USERNAME")]
-    pub username: Option<String>,
-    /// Password (overrides the config's; prefer the environment variable).
-    #[arg(long, env = "WASQ_REDIS_PASSWORD", hide_env_values = true)]
-    pub password: Option<String>,
+    #[command(flatten)]
+    pub credentials: Credentials,
     /// Use TLS for the cluster's nodes (for --redis-url, write rediss://).
     #[arg(long)]
     pub tls: bool,
@@ -48,16 +44,35 @@ pub struct RedisArgs {
     pub connect_timeout: std::time::Duration,
 }
 
-impl RedisArgs {
-    /// The Redis to use, with the credential and TLS flags applied.
-    pub fn redis_config(&self) -> anyhow::Result<RedisConfig> {
-        let mut config = self.where_redis_is()?;
+/// `--username` and `--password` (or `WASQ_REDIS_USERNAME` and
+/// `WASQ_REDIS_PASSWORD`): the Redis credentials, over the config's.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Credentials {
+    /// ACL user name (overrides the config's).
+    #[arg(long, env = "WASQ_REDIS_USERNAME")]
+    pub username: Option<String>,
+    /// Password (overrides the config's; prefer the environment variable).
+    #[arg(long, env = "WASQ_REDIS_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+}
+
+impl Credentials {
+    /// Puts the credentials given into `config`.
+    pub fn apply(&self, config: &mut RedisConfig) {
         if let Some(user) = &self.username {
             config.username = Some(user.clone());
         }
         if let Some(password) = &self.password {
             config.password = Some(password.clone());
         }
+    }
+}
+
+impl RedisArgs {
+    /// The Redis to use, with the credential and TLS flags applied.
+    pub fn redis_config(&self) -> anyhow::Result<RedisConfig> {
+        let mut config = self.where_redis_is()?;
+        self.credentials.apply(&mut config);
         config.tls |= self.tls;
         if let Some(ca) = &self.tls_ca {
             config.tls_ca = Some(ca.clone());

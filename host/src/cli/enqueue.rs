@@ -48,9 +48,8 @@ pub struct Args {
     /// Keep the task as completed for this long after success, e.g. `24h`.
     #[arg(long, value_parser = humantime::parse_duration)]
     retention: Option<Duration>,
-    /// Print the task info as JSON.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    output: super::args::JsonArg,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -84,7 +83,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let info = client
         .enqueue(Task::new(&args.task_type, payload), opts)
         .await?;
-    if args.json {
+    if args.output.json {
         println!("{}", serde_json::to_string(&info)?);
     } else {
         println!(
@@ -102,12 +101,22 @@ fn parse_time(text: &str) -> Result<SystemTime, String> {
         "expected RFC 3339 with a zone, e.g. 2026-12-01T09:00:00Z or 2026-12-01T10:00:00+01:00";
     let text = text.trim();
     match text.parse::<jiff::Timestamp>() {
+        // jiff takes offsets up to ±25:59:59; RFC 3339's hours end at 23.
+        Ok(_) if offset_secs(text).is_some_and(|s| s.unsigned_abs() >= 24 * 3600) => {
+            Err(format!("{text:?}: the offset is beyond ±23:59; {EXPECTED}"))
+        }
         Ok(at) => Ok(at.into()),
         Err(_) if text.parse::<jiff::civil::DateTime>().is_ok() => {
             Err(format!("{text:?} has no time zone; {EXPECTED}"))
         }
         Err(e) => Err(format!("{text:?}: {e}; {EXPECTED}")),
     }
+}
+
+/// The zone offset written in `text`, in seconds.
+fn offset_secs(text: &str) -> Option<i32> {
+    let pieces = jiff::fmt::temporal::Pieces::parse(text).ok()?;
+    Some(pieces.offset()?.to_numeric_offset().seconds())
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use wasq::runtime::{Invocation, Outcome};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    config: super::ConfigArg,
+    config: super::args::ConfigArg,
     /// The task type, e.g. `notifications:email`.
     task_type: String,
     /// The payload (JSON by convention).
@@ -25,9 +25,8 @@ pub struct Args {
     /// The task's own timeout, e.g. `5s` (the task type's limit still applies).
     #[arg(long, value_parser = humantime::parse_duration)]
     timeout: Option<std::time::Duration>,
-    /// Print the execution report as JSON.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    output: super::args::JsonArg,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -55,7 +54,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     };
-    if args.json {
+    if args.output.json {
         println!("{}", serde_json::to_string_pretty(&run)?);
         return Ok(code);
     }

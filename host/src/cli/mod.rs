@@ -1,8 +1,14 @@
 //! `wasq` subcommands, one module each; this module parses the command line,
 //! sets up logging and the async runtime, and maps errors to exit codes.
+//!
+//! Shared by the commands: [`args`] (the config file, `--json`, `--yes`, a
+//! queue), [`connect`] (the Redis options and connecting with retries) and
+//! [`table`] (the look of every listing).
 
+mod args;
 mod bench;
 mod check;
+mod completions;
 mod connect;
 mod dash;
 mod enqueue;
@@ -11,13 +17,25 @@ mod module;
 mod queue;
 mod server;
 mod stats;
+mod table;
 mod task;
 mod worker;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
+
+/// What `wasq --version` prints after the name: the crate's version, the
+/// WIT package the host implements and the git commit it was built from
+/// (both found by `host/build.rs`).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("WASQ_WIT_PACKAGE"),
+    ", commit ",
+    env!("WASQ_COMMIT"),
+    ")"
+);
 
 /// wasq runs background tasks from Redis in WebAssembly sandboxes.
 ///
@@ -25,7 +43,7 @@ use clap::{Parser, Subcommand};
 /// `wasq:task/handler` world, with fuel, memory, time and grants set per
 /// type in wasq.toml.
 #[derive(Debug, Parser)]
-#[command(name = "wasq", version, propagate_version = true)]
+#[command(name = "wasq", version = VERSION, propagate_version = true)]
 struct Cli {
     /// Log filter for wasq's own logs (RUST_LOG syntax), e.g. `wasq=debug`.
     #[arg(long, global = true, env = "WASQ_LOG", default_value = "warn")]
@@ -79,14 +97,10 @@ enum Command {
     /// A live view of queues, servers and the cluster: in the terminal, or
     /// with --web as a web dashboard with actions (see --read-only).
     Dash(dash::Args),
-}
-
-/// Where the config is read from, shared by subcommands.
-#[derive(Debug, clap::Args)]
-struct ConfigArg {
-    /// The config file.
-    #[arg(short, long, env = "WASQ_CONFIG", default_value = "wasq.toml")]
-    config: PathBuf,
+    /// Print a shell completion script (bash, zsh, fish, elvish or
+    /// powershell) to stdout.
+    #[command(after_help = completions::WHERE_TO_PUT_IT)]
+    Completions(completions::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -120,6 +134,7 @@ pub fn main() -> ExitCode {
             Command::Server(args) => server::run(args).await,
             Command::Module(args) => module::run(args).await,
             Command::Dash(args) => dash::run(args).await,
+            Command::Completions(args) => Ok(completions::run(args, &mut Cli::command())),
         }
     });
     match result {

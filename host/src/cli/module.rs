@@ -12,6 +12,9 @@ use wasq::broker::{Broker, now_secs};
 use wasq::config::{Config, DirMode};
 use wasq::worker::usage;
 
+use super::args::ListArgs;
+use super::table::{self, Table};
+
 /// Arguments of `wasq module`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -23,13 +26,7 @@ pub struct Args {
 enum Command {
     /// List the task types of the config with their modules, limits,
     /// grants and the last hour's outcomes.
-    Ls {
-        #[command(flatten)]
-        redis: super::connect::RedisArgs,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    Ls(ListArgs),
 }
 
 /// One task type, as `module ls --json` prints it.
@@ -57,7 +54,7 @@ pub(super) struct LastHour {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let Command::Ls { redis, json } = args.command;
+    let Command::Ls(ListArgs { redis, output }) = args.command;
     let config = Config::load(&redis.config)?;
     // Usage comes from Redis; without it the rest is still worth showing.
     let broker = match redis.connect().await {
@@ -68,7 +65,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     };
     let rows = rows(&config, broker.as_ref()).await?;
-    if json {
+    if output.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(ExitCode::SUCCESS);
     }
@@ -121,46 +118,59 @@ pub(super) async fn rows(
 }
 
 fn print_rows(rows: Vec<ModuleRow>) {
+    if rows.is_empty() {
+        println!("no task types in the config");
+        return;
+    }
+    let mut table = Table::new(&[
+        table::text("Task type"),
+        table::text("Module"),
+        table::number("Size"),
+        table::text("SHA-256"),
+        table::number("Fuel"),
+        table::number("Memory"),
+        table::number("Timeout"),
+        table::text("Grants"),
+        table::number("Runs 1h"),
+        table::number("OK 1h"),
+        table::text("Failures 1h"),
+        table::number("Median fuel"),
+        table::number("Median time"),
+    ]);
     for r in rows {
-        println!("{}", r.task_type);
-        println!(
-            "  module   {} ({} KiB, sha256 {})",
+        let hour = r.last_hour.as_ref();
+        let failures = hour.map_or("-".to_owned(), |h| {
+            if h.failures.is_empty() {
+                "none".to_owned()
+            } else {
+                let causes: Vec<String> =
+                    h.failures.iter().map(|(c, n)| format!("{c} {n}")).collect();
+                causes.join(", ")
+            }
+        });
+        table.row([
+            r.task_type,
             r.module,
-            r.bytes / 1024,
-            &r.sha256[..16]
-        );
-        println!(
-            "  limits   fuel {}, memory {} MiB, timeout {}s",
+            format!("{} KiB", r.bytes / 1024),
+            r.sha256[..12].to_owned(),
             r.fuel.map_or("unlimited".to_owned(), |f| f.to_string()),
-            r.memory >> 20,
-            r.timeout_secs
-        );
-        println!(
-            "  grants   {}",
+            format!("{} MiB", r.memory >> 20),
+            format!("{}s", r.timeout_secs),
             if r.grants.is_empty() {
                 "none".to_owned()
             } else {
                 r.grants.join(", ")
-            }
-        );
-        if let Some(h) = r.last_hour {
-            let failures: Vec<String> =
-                h.failures.iter().map(|(c, n)| format!("{c} {n}")).collect();
-            println!(
-                "  1 hour   {} runs, {} ok, failures: {}; median fuel {}, median time {}",
-                h.runs,
-                h.ok,
-                if failures.is_empty() {
-                    "none".to_owned()
-                } else {
-                    failures.join(", ")
-                },
-                h.median_fuel.map_or("-".to_owned(), |f| f.to_string()),
-                h.median_micros
-                    .map_or("-".to_owned(), |m| format!("{:.2}ms", m as f64 / 1000.0))
-            );
-        }
+            },
+            hour.map_or("-".to_owned(), |h| h.runs.to_string()),
+            hour.map_or("-".to_owned(), |h| h.ok.to_string()),
+            failures,
+            hour.and_then(|h| h.median_fuel)
+                .map_or("-".to_owned(), |f| f.to_string()),
+            hour.and_then(|h| h.median_micros)
+                .map_or("-".to_owned(), |m| format!("{:.2}ms", m as f64 / 1000.0)),
+        ]);
     }
+    println!("{table}");
 }
 
 /// Sums the last 60 per-minute hashes of `task_type` and takes the medians

@@ -3,6 +3,9 @@
 
 use std::process::ExitCode;
 
+use super::args::{JsonArg, ListArgs, QueueTarget, YesArg};
+use super::table::{self, Table};
+
 /// Arguments of `wasq queue`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -14,77 +17,52 @@ pub struct Args {
 enum Command {
     /// List queues; with --cluster, each queue's key slot and the nodes
     /// (address and id, master first) that hold it.
-    Ls {
-        #[command(flatten)]
-        redis: super::connect::RedisArgs,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    Ls(ListArgs),
     /// One queue in full: counts by state, paused, latency (age of the
     /// oldest pending task), processed and failed today, where it lives.
     Inspect {
         #[command(flatten)]
-        redis: super::connect::RedisArgs,
-        /// The queue.
-        queue: String,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
+        target: QueueTarget,
+        #[command(flatten)]
+        output: JsonArg,
     },
     /// Processed and failed counts per day (UTC), today first.
     History {
         #[command(flatten)]
-        redis: super::connect::RedisArgs,
-        /// The queue.
-        queue: String,
+        target: QueueTarget,
         /// How many days.
         #[arg(long, default_value_t = 7)]
         days: u32,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        output: JsonArg,
     },
     /// Remove a queue with its counters. Refuses a queue with tasks unless
     /// --force (then they are deleted too), and one with active tasks.
     Rm {
         #[command(flatten)]
-        redis: super::connect::RedisArgs,
-        /// The queue.
-        queue: String,
+        target: QueueTarget,
         /// Delete its tasks too.
         #[arg(long)]
         force: bool,
-        /// Do not ask for confirmation.
-        #[arg(long, short)]
-        yes: bool,
+        #[command(flatten)]
+        yes: YesArg,
     },
     /// Pause a queue: workers stop taking its tasks.
-    Pause {
-        #[command(flatten)]
-        redis: super::connect::RedisArgs,
-        /// The queue.
-        queue: String,
-    },
+    Pause(QueueTarget),
     /// Resume a paused queue.
-    Resume {
-        #[command(flatten)]
-        redis: super::connect::RedisArgs,
-        /// The queue.
-        queue: String,
-    },
+    Resume(QueueTarget),
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
-        Command::Ls { redis, json } => {
+        Command::Ls(ListArgs { redis, output }) => {
             let broker = redis.connect().await?;
             let queues = broker.queues().await?;
             let mut rows = Vec::new();
             for q in &queues {
                 rows.push((q.clone(), broker.locate(q).await?));
             }
-            if json {
+            if output.json {
                 let out: Vec<_> = rows
                     .iter()
                     .map(|(q, loc)| serde_json::json!({ "queue": q, "slot": loc.as_ref().map(|l| l.slot), "nodes": loc.as_ref().map(|l| &l.nodes) }))
@@ -92,21 +70,25 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&out)?);
                 return Ok(ExitCode::SUCCESS);
             }
-            if !broker.is_cluster() {
-                for (q, _) in rows {
-                    println!("{q}");
-                }
+            if rows.is_empty() {
+                println!("no queues");
                 return Ok(ExitCode::SUCCESS);
             }
-            let width = rows.iter().map(|(q, _)| q.len()).max().unwrap_or(5).max(5);
-            println!(
-                "{:<width$}  {:<15}  Cluster Nodes",
-                "Queue", "Cluster KeySlot"
-            );
-            println!(
-                "{:<width$}  {:<15}  -------------",
-                "-----", "---------------"
-            );
+            if !broker.is_cluster() {
+                let mut table = Table::new(&[table::text("Queue")]);
+                for (q, _) in rows {
+                    table.row([q]);
+                }
+                println!("{table}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            // Asynq's headers and node format (`{id address}`, master
+            // first), so what its users know reads the same.
+            let mut table = Table::new(&[
+                table::text("Queue"),
+                table::number("Cluster KeySlot"),
+                table::text("Cluster Nodes"),
+            ]);
             for (q, loc) in rows {
                 let loc = loc.expect("cluster queues have a location");
                 let nodes: Vec<String> = loc
@@ -114,17 +96,18 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                     .iter()
                     .map(|n| format!("{{{} {}}}", n.id, n.addr))
                     .collect();
-                println!("{q:<width$}  {:<15}  [{}]", loc.slot, nodes.join(" "));
+                table.row([q, loc.slot.to_string(), format!("[{}]", nodes.join(" "))]);
             }
+            println!("{table}");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Inspect { redis, queue, json } => {
-            let broker = redis.connect().await?;
-            known_queue(&broker, &queue).await?;
+        Command::Inspect { target, output } => {
+            let broker = target.connect_known().await?;
+            let queue = target.queue;
             let stats = broker.stats(&queue).await?;
             let latency = broker.latency(&queue).await?;
             let location = broker.locate(&queue).await?;
-            if json {
+            if output.json {
                 let out = serde_json::json!({
                     "stats": stats,
                     "latency_secs": latency,
@@ -168,73 +151,51 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::History {
-            redis,
-            queue,
+            target,
             days,
-            json,
+            output,
         } => {
-            let broker = redis.connect().await?;
-            known_queue(&broker, &queue).await?;
-            let history = broker.history(&queue, days).await?;
-            if json {
+            let broker = target.connect_known().await?;
+            let history = broker.history(&target.queue, days).await?;
+            if output.json {
                 println!("{}", serde_json::to_string_pretty(&history)?);
                 return Ok(ExitCode::SUCCESS);
             }
-            println!(
-                "{:<10}  {:>10}  {:>8}  {:>10}",
-                "Date", "Processed", "Failed", "Error rate"
-            );
+            let mut table = Table::new(&[
+                table::text("Date"),
+                table::number("Processed"),
+                table::number("Failed"),
+                table::number("Error rate"),
+            ]);
             for day in history {
                 let rate = super::stats::error_rate(day.processed, day.failed);
-                println!(
-                    "{:<10}  {:>10}  {:>8}  {:>9.1}%",
-                    day.date, day.processed, day.failed, rate
-                );
+                table.row([
+                    day.date.to_string(),
+                    day.processed.to_string(),
+                    day.failed.to_string(),
+                    format!("{rate:.1}%"),
+                ]);
             }
+            println!("{table}");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Rm {
-            redis,
-            queue,
-            force,
-            yes,
-        } => {
-            let broker = redis.connect().await?;
-            known_queue(&broker, &queue).await?;
-            super::task::confirm(yes, &format!("remove queue {queue}"))?;
+        Command::Rm { target, force, yes } => {
+            let broker = target.connect_known().await?;
+            let queue = target.queue;
+            yes.confirm(&format!("remove queue {queue}"))?;
             let deleted = broker.remove_queue(&queue, force).await?;
             println!("queue {queue} removed ({deleted} task(s) deleted)");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Pause { redis, queue } => {
-            let broker = redis.connect().await?;
-            known_queue(&broker, &queue).await?;
-            broker.pause(&queue).await?;
-            println!("queue {queue} paused");
+        Command::Pause(target) => {
+            target.connect_known().await?.pause(&target.queue).await?;
+            println!("queue {} paused", target.queue);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Resume { redis, queue } => {
-            let broker = redis.connect().await?;
-            known_queue(&broker, &queue).await?;
-            broker.resume(&queue).await?;
-            println!("queue {queue} resumed");
+        Command::Resume(target) => {
+            target.connect_known().await?.resume(&target.queue).await?;
+            println!("queue {} resumed", target.queue);
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-/// Fails with the known queues when `queue` is not one of them.
-async fn known_queue(broker: &wasq::broker::Broker, queue: &str) -> anyhow::Result<()> {
-    let queues = broker.queues().await?;
-    if queues.iter().any(|q| q == queue) {
-        return Ok(());
-    }
-    anyhow::bail!(
-        "no queue named {queue:?}; known queues: {}",
-        if queues.is_empty() {
-            "none".to_owned()
-        } else {
-            queues.join(", ")
-        }
-    )
 }

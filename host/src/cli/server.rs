@@ -2,6 +2,9 @@
 
 use std::process::ExitCode;
 
+use super::args::ListArgs;
+use super::table::{self, Table};
+
 /// Arguments of `wasq server`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -12,49 +15,42 @@ pub struct Args {
 #[derive(Debug, clap::Subcommand)]
 enum Command {
     /// List servers: host, pid, state, active workers, queues, start time.
-    Ls {
-        #[command(flatten)]
-        redis: super::connect::RedisArgs,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    Ls(ListArgs),
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    match args.command {
-        Command::Ls { redis, json } => {
-            let servers = redis.connect().await?.servers().await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&servers)?);
-                return Ok(ExitCode::SUCCESS);
-            }
-            if servers.is_empty() {
-                println!("no servers");
-                return Ok(ExitCode::SUCCESS);
-            }
-            println!(
-                "{:<20}  {:>7}  {:<8}  {:>7}  {:<20}  Queues",
-                "Host", "PID", "State", "Active", "Started"
-            );
-            for s in servers {
-                let queues: Vec<String> =
-                    s.queues.iter().map(|(q, p)| format!("{q}:{p}")).collect();
-                let started = humantime::format_rfc3339_seconds(
-                    std::time::UNIX_EPOCH
-                        + std::time::Duration::from_secs(s.started_at.max(0) as u64),
-                );
-                println!(
-                    "{:<20}  {:>7}  {:<8}  {:>7}  {:<20}  {}",
-                    s.host,
-                    s.pid,
-                    s.status,
-                    format!("{}/{}", s.active_workers, s.concurrency),
-                    started.to_string(),
-                    queues.join(" ")
-                );
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+    let Command::Ls(ListArgs { redis, output }) = args.command;
+    let servers = redis.connect().await?.servers().await?;
+    if output.json {
+        println!("{}", serde_json::to_string_pretty(&servers)?);
+        return Ok(ExitCode::SUCCESS);
     }
+    if servers.is_empty() {
+        println!("no servers");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut table = Table::new(&[
+        table::text("Host"),
+        table::number("PID"),
+        table::text("State"),
+        table::number("Active"),
+        table::text("Started"),
+        table::text("Queues"),
+    ]);
+    for s in servers {
+        let queues: Vec<String> = s.queues.iter().map(|(q, p)| format!("{q}:{p}")).collect();
+        let started = humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(s.started_at.max(0) as u64),
+        );
+        table.row([
+            s.host,
+            s.pid.to_string(),
+            s.status,
+            format!("{}/{}", s.active_workers, s.concurrency),
+            started.to_string(),
+            queues.join(" "),
+        ]);
+    }
+    println!("{table}");
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,17 +1,14 @@
 //! `wasq stats`: counts by state per queue, processed and failed today with
-//! the error rate, and the cluster's state.
+//! the error rate, and the cluster's state. With `--json`:
+//! `{"queues": [...], "cluster": {...} | null}`.
 
 use std::process::ExitCode;
 
+use super::args::ListArgs;
+use super::table::{self, Table};
+
 /// Arguments of `wasq stats`.
-#[derive(Debug, clap::Args)]
-pub struct Args {
-    #[command(flatten)]
-    redis: super::connect::RedisArgs,
-    /// Print JSON: `{"queues": [...], "cluster": {...} | null}`.
-    #[arg(long)]
-    json: bool,
-}
+pub type Args = ListArgs;
 
 /// The error rate of a day's counts, in percent.
 pub fn error_rate(processed: u64, failed: u64) -> f64 {
@@ -29,39 +26,43 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         all.push(broker.stats(&q).await?);
     }
     let cluster = broker.cluster_info().await?;
-    if args.json {
+    if args.output.json {
         let out = serde_json::json!({ "queues": all, "cluster": cluster });
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
-        "{:<16} {:>7} {:>7} {:>9} {:>7} {:>8} {:>9} {:>15} {:>12} {:>10}  paused",
-        "Queue",
-        "pending",
-        "active",
-        "scheduled",
-        "retry",
-        "archived",
-        "completed",
-        "processed today",
-        "failed today",
-        "error rate"
-    );
-    for s in &all {
-        println!(
-            "{:<16} {:>7} {:>7} {:>9} {:>7} {:>8} {:>9} {:>15} {:>12} {:>9.1}%  {}",
-            s.queue,
-            s.pending,
-            s.active,
-            s.scheduled,
-            s.retry,
-            s.archived,
-            s.completed,
-            s.processed_today,
-            s.failed_today,
-            error_rate(s.processed_today, s.failed_today),
-            if s.paused { "yes" } else { "no" }
-        );
+    if all.is_empty() {
+        println!("no queues");
+    } else {
+        let mut table = Table::new(&[
+            table::text("Queue"),
+            table::number("pending"),
+            table::number("active"),
+            table::number("scheduled"),
+            table::number("retry"),
+            table::number("archived"),
+            table::number("completed"),
+            table::number("processed today"),
+            table::number("failed today"),
+            table::number("error rate"),
+            table::text("paused"),
+        ]);
+        for s in &all {
+            table.row([
+                s.queue.clone(),
+                s.pending.to_string(),
+                s.active.to_string(),
+                s.scheduled.to_string(),
+                s.retry.to_string(),
+                s.archived.to_string(),
+                s.completed.to_string(),
+                s.processed_today.to_string(),
+                s.failed_today.to_string(),
+                format!("{:.1}%", error_rate(s.processed_today, s.failed_today)),
+                if s.paused { "yes" } else { "no" }.to_owned(),
+            ]);
+        }
+        println!("{table}");
     }
     match cluster {
         Some(c) => println!(

@@ -1,11 +1,14 @@
 //! `wasq task`: list a queue's tasks by state, inspect one, cancel running
 //! ones, and delete, archive or run tasks, one by one or a whole state.
 
-use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 use wasq::TaskState;
 use wasq::broker::{Broker, Move, StoredTask};
+
+use super::args::{JsonArg, QueueTarget, YesArg};
+use super::connect::RedisArgs;
+use super::table::{self, Table};
 
 /// Arguments of `wasq task`.
 #[derive(Debug, clap::Args)]
@@ -14,14 +17,12 @@ pub struct Args {
     command: Command,
 }
 
-/// A task state on the command line.
-
 #[derive(Debug, clap::Subcommand)]
 enum Command {
     /// List the tasks of a queue in one state, a page at a time.
     Ls {
         #[command(flatten)]
-        redis: super::connect::RedisArgs,
+        redis: RedisArgs,
         /// The queue.
         #[arg(long, short)]
         queue: String,
@@ -34,34 +35,29 @@ enum Command {
         /// Tasks per page.
         #[arg(long, default_value_t = 20)]
         size: usize,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        output: JsonArg,
     },
     /// Show one task: payload (pretty-printed when JSON), state, retries,
     /// error, times and result.
     Inspect {
         #[command(flatten)]
-        redis: super::connect::RedisArgs,
-        /// The queue.
-        queue: String,
+        target: QueueTarget,
         /// The task id.
         id: String,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        output: JsonArg,
     },
     /// Stop running tasks, on whichever worker runs them (within a second).
     /// A cancelled task is archived; `wasq task run` brings it back.
     Cancel {
         #[command(flatten)]
-        redis: super::connect::RedisArgs,
+        redis: RedisArgs,
         /// Task ids.
         #[arg(required = true)]
         ids: Vec<String>,
-        /// Do not ask for confirmation.
-        #[arg(long, short)]
-        yes: bool,
+        #[command(flatten)]
+        yes: YesArg,
     },
     /// Delete tasks (not active ones: cancel those first).
     Delete(Targets),
@@ -81,30 +77,24 @@ enum Command {
 #[derive(Debug, clap::Args)]
 struct Targets {
     #[command(flatten)]
-    redis: super::connect::RedisArgs,
-    /// The queue.
-    queue: String,
+    target: QueueTarget,
     /// Task ids.
     #[arg(required = true)]
     ids: Vec<String>,
-    /// Do not ask for confirmation.
-    #[arg(long, short)]
-    yes: bool,
+    #[command(flatten)]
+    yes: YesArg,
 }
 
 /// Every task of a queue in one state.
 #[derive(Debug, clap::Args)]
 struct AllOf {
     #[command(flatten)]
-    redis: super::connect::RedisArgs,
-    /// The queue.
-    queue: String,
+    target: QueueTarget,
     /// The state.
     #[arg(long, short, value_enum)]
     state: TaskState,
-    /// Do not ask for confirmation.
-    #[arg(long, short)]
-    yes: bool,
+    #[command(flatten)]
+    yes: YesArg,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -115,28 +105,24 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             state,
             page,
             size,
-            json,
+            output,
         } => {
             let broker = redis.connect().await?;
             let tasks = broker.list_tasks(&queue, state, page, size).await?;
-            if json {
+            if output.json {
                 println!("{}", serde_json::to_string_pretty(&tasks)?);
             } else {
                 print_table(&tasks);
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Inspect {
-            redis,
-            queue,
-            id,
-            json,
-        } => {
-            let broker = redis.connect().await?;
-            let Some(task) = broker.task(&queue, &id).await? else {
+        Command::Inspect { target, id, output } => {
+            let broker = target.connect().await?;
+            let queue = &target.queue;
+            let Some(task) = broker.task(queue, &id).await? else {
                 anyhow::bail!("no task {id:?} in queue {queue:?}");
             };
-            if json {
+            if output.json {
                 println!("{}", serde_json::to_string_pretty(&task)?);
             } else {
                 print_task(&task);
@@ -144,7 +130,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Cancel { redis, ids, yes } => {
-            confirm(yes, &format!("cancel {} running task(s)", ids.len()))?;
+            yes.confirm(&format!("cancel {} running task(s)", ids.len()))?;
             // In a cluster a publish reaches every node's subscribers, but
             // its count is only the local node's: not worth printing.
             redis.connect().await?.cancel(&ids).await?;
@@ -169,25 +155,22 @@ fn verb(action: Move) -> &'static str {
 }
 
 async fn by_id(t: Targets, action: Move) -> anyhow::Result<ExitCode> {
+    let queue = &t.target.queue;
     if action != Move::Run {
-        confirm(
-            t.yes,
-            &format!(
-                "{} {} task(s) of queue {}",
-                if action == Move::Delete {
-                    "delete"
-                } else {
-                    "archive"
-                },
-                t.ids.len(),
-                t.queue
-            ),
-        )?;
+        t.yes.confirm(&format!(
+            "{} {} task(s) of queue {queue}",
+            if action == Move::Delete {
+                "delete"
+            } else {
+                "archive"
+            },
+            t.ids.len(),
+        ))?;
     }
-    let broker = t.redis.connect().await?;
+    let broker = t.target.connect().await?;
     let mut failed = false;
     for id in &t.ids {
-        match move_one(&broker, &t.queue, id, action).await {
+        match move_one(&broker, queue, id, action).await {
             Ok(()) => println!("task {id}: {}", verb(action)),
             Err(e) => {
                 eprintln!("task {id}: {e:#}");
@@ -218,46 +201,21 @@ async fn move_one(broker: &Broker, queue: &str, id: &str, action: Move) -> anyho
 
 async fn all_of(a: AllOf, action: Move) -> anyhow::Result<ExitCode> {
     let state = a.state;
+    let queue = &a.target.queue;
     if action != Move::Run {
-        confirm(
-            a.yes,
-            &format!(
-                "{} every {state} task of queue {}",
-                if action == Move::Delete {
-                    "delete"
-                } else {
-                    "archive"
-                },
-                a.queue
-            ),
-        )?;
+        a.yes.confirm(&format!(
+            "{} every {state} task of queue {queue}",
+            if action == Move::Delete {
+                "delete"
+            } else {
+                "archive"
+            },
+        ))?;
     }
-    let broker = a.redis.connect().await?;
-    let moved = broker.move_all(&a.queue, state, action).await?;
-    println!(
-        "{moved} {state} task(s) of queue {} {}",
-        a.queue,
-        verb(action)
-    );
+    let broker = a.target.connect().await?;
+    let moved = broker.move_all(queue, state, action).await?;
+    println!("{moved} {state} task(s) of queue {queue} {}", verb(action));
     Ok(ExitCode::SUCCESS)
-}
-
-/// Asks on the terminal, or requires `--yes` when stdin is not one.
-pub fn confirm(yes: bool, what: &str) -> anyhow::Result<()> {
-    if yes {
-        return Ok(());
-    }
-    if !std::io::stdin().is_terminal() {
-        anyhow::bail!("refusing to {what} without --yes (stdin is not a terminal to ask on)");
-    }
-    eprint!("{what}? [y/N] ");
-    let mut answer = String::new();
-    std::io::stdin().read_line(&mut answer)?;
-    if matches!(answer.trim(), "y" | "Y" | "yes") {
-        Ok(())
-    } else {
-        anyhow::bail!("not confirmed")
-    }
 }
 
 fn clip(s: &str, n: usize) -> String {
@@ -286,22 +244,27 @@ fn print_table(tasks: &[StoredTask]) {
         println!("no tasks");
         return;
     }
-    println!(
-        "{:<36}  {:<22}  {:<9}  {:>7}  {:<20}  {:<30}  Payload",
-        "ID", "Type", "State", "Retried", "At", "Error"
-    );
+    let mut table = Table::new(&[
+        table::text("ID"),
+        table::text("Type"),
+        table::text("State"),
+        table::number("Retried"),
+        table::text("At"),
+        table::text("Error"),
+        table::text("Payload"),
+    ]);
     for t in tasks {
-        println!(
-            "{:<36}  {:<22}  {:<9}  {:>7}  {:<20}  {:<30}  {}",
+        table.row([
             clip(&t.id, 36),
             clip(&t.task_type, 22),
-            t.state,
+            t.state.clone(),
             format!("{}/{}", t.retried, t.max_retry),
             when(t.score),
             clip(t.error.as_deref().unwrap_or("-"), 30),
-            clip(&t.payload, 40)
-        );
+            clip(&t.payload, 40),
+        ]);
     }
+    println!("{table}");
 }
 
 fn print_task(t: &StoredTask) {

@@ -8,7 +8,9 @@ use wasq::worker::{Disposition, Worker};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    config: super::ConfigArg,
+    config: super::args::ConfigArg,
+    #[command(flatten)]
+    credentials: super::connect::Credentials,
     /// Print one JSON line per task instead of text.
     #[arg(long, conflicts_with = "quiet")]
     json: bool,
@@ -25,6 +27,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (mut config, runtime) = super::load_runtime(&args.config.config).await?;
     if args.metrics.is_some() {
         config.worker.metrics = args.metrics;
+    }
+    if let Some(redis) = &mut config.redis {
+        args.credentials.apply(redis);
     }
     let mut worker = Worker::connect_patiently(&config, runtime, shutdown_signal()).await?;
     let mut events = worker.events();

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use wasq::broker::Broker;
 
+use super::table::{self, Table};
+
 /// Arguments of `wasq dash`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -125,19 +127,18 @@ async fn frame(
     let mut out = String::new();
     let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
     out.push_str(&format!("wasq dash   {now}   (Ctrl-C to quit)\n\n"));
-    out.push_str(&format!(
-        "{:<18} {:>8} {:>7} {:>9} {:>7} {:>8} {:>9} {:>8} {:>9}  {:<6}\n",
-        "Queue",
-        "pending",
-        "active",
-        "scheduled",
-        "retry",
-        "archived",
-        "completed",
-        "tasks/s",
-        "latency",
-        "state"
-    ));
+    let mut queues = Table::new(&[
+        table::text("Queue"),
+        table::number("pending"),
+        table::number("active"),
+        table::number("scheduled"),
+        table::number("retry"),
+        table::number("archived"),
+        table::number("completed"),
+        table::number("tasks/s"),
+        table::number("latency"),
+        table::text("state"),
+    ]);
     for q in broker.queues().await? {
         let s = broker.stats(&q).await?;
         let latency = broker.latency(&q).await?;
@@ -148,32 +149,38 @@ async fn frame(
             }
             None => 0.0,
         };
-        out.push_str(&format!(
-            "{:<18} {:>8} {:>7} {:>9} {:>7} {:>8} {:>9} {:>8.0} {:>8.2}s  {:<6}\n",
+        queues.row([
             q,
-            s.pending,
-            s.active,
-            s.scheduled,
-            s.retry,
-            s.archived,
-            s.completed,
-            rate,
-            latency,
-            if s.paused { "paused" } else { "run" }
-        ));
+            s.pending.to_string(),
+            s.active.to_string(),
+            s.scheduled.to_string(),
+            s.retry.to_string(),
+            s.archived.to_string(),
+            s.completed.to_string(),
+            format!("{rate:.0}"),
+            format!("{latency:.2}s"),
+            if s.paused { "paused" } else { "run" }.to_owned(),
+        ]);
     }
+    out.push_str(&format!("{queues}\n"));
     let servers = broker.servers().await?;
     out.push_str(&format!("\n{} server(s)\n", servers.len()));
-    for s in servers {
-        out.push_str(&format!(
-            "  {}:{}  {}  {}/{} busy  queues {}\n",
-            s.host,
-            s.pid,
-            s.status,
-            s.active_workers,
-            s.concurrency,
-            s.queues.keys().cloned().collect::<Vec<_>>().join(",")
-        ));
+    if !servers.is_empty() {
+        let mut table = Table::new(&[
+            table::text("Server"),
+            table::text("State"),
+            table::number("Busy"),
+            table::text("Queues"),
+        ]);
+        for s in servers {
+            table.row([
+                format!("{}:{}", s.host, s.pid),
+                s.status,
+                format!("{}/{}", s.active_workers, s.concurrency),
+                s.queues.keys().cloned().collect::<Vec<_>>().join(","),
+            ]);
+        }
+        out.push_str(&format!("{table}\n"));
     }
     match broker.cluster_info().await? {
         Some(c) => out.push_str(&format!(

@@ -1,0 +1,103 @@
+//! The one look of every table the CLI prints (`stats`, the terminal
+//! `dash`, and each `ls`), built with `comfy-table`: no borders, a header
+//! row, two spaces between columns, numbers right-aligned, each row on one
+//! line and no trailing spaces. The first column starts at the line's
+//! start, so `awk '$1 == "images"'` finds a queue's row.
+
+use std::fmt;
+
+use comfy_table::{CellAlignment, TableStyle};
+
+/// Spaces between two columns.
+const GAP: u16 = 2;
+
+/// A column: its header and how its cells are aligned.
+#[derive(Debug, Clone, Copy)]
+pub struct Column {
+    header: &'static str,
+    align: CellAlignment,
+}
+
+/// A column of text, left-aligned.
+pub const fn text(header: &'static str) -> Column {
+    Column {
+        header,
+        align: CellAlignment::Left,
+    }
+}
+
+/// A column of numbers (counts, rates, durations), right-aligned.
+pub const fn number(header: &'static str) -> Column {
+    Column {
+        header,
+        align: CellAlignment::Right,
+    }
+}
+
+/// A table in wasq's style; print it with `{}` (no newline at the end).
+pub struct Table {
+    inner: comfy_table::Table,
+}
+
+impl Table {
+    /// A table with these columns and no rows yet.
+    pub fn new(columns: &[Column]) -> Self {
+        let mut inner = comfy_table::Table::new();
+        // Draws nothing but the cells: no borders, lines or separators.
+        inner.load_style(TableStyle::new());
+        inner.set_header(columns.iter().map(|c| c.header));
+        let last = columns.len().saturating_sub(1);
+        for (i, c) in columns.iter().enumerate() {
+            let column = inner.column_mut(i).expect("the header made the column");
+            column.set_cell_alignment(c.align);
+            column.set_padding((0, if i == last { 0 } else { GAP }));
+        }
+        Table { inner }
+    }
+
+    /// Adds a row, one cell per column. Line breaks and tabs in a cell
+    /// become spaces, so a row stays on one line.
+    pub fn row<I>(&mut self, cells: I) -> &mut Self
+    where
+        I: IntoIterator,
+        I::Item: fmt::Display,
+    {
+        let cells: Vec<String> = cells
+            .into_iter()
+            .map(|cell| cell.to_string().replace(['\n', '\r', '\t'], " "))
+            .collect();
+        self.inner.add_row(cells);
+        self
+    }
+}
+
+impl fmt::Display for Table {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.inner.trim_fmt())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_borders_two_spaces_numbers_to_the_right() {
+        let mut table = Table::new(&[text("Queue"), number("pending"), text("State")]);
+        table.row(["images", "7", "run"]);
+        table.row(["notifications", "12345678", "paused\nfor now"]);
+        assert_eq!(
+            table.to_string(),
+            "Queue           pending  State\n\
+             images                7  run\n\
+             notifications  12345678  paused for now"
+        );
+    }
+
+    #[test]
+    fn cells_may_be_anything_displayable() {
+        let mut table = Table::new(&[text("Name"), number("Count")]);
+        table.row([&"a" as &dyn fmt::Display, &3u64]);
+        assert_eq!(table.to_string(), "Name  Count\na         3");
+    }
+}
