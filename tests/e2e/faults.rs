@@ -184,7 +184,7 @@ async fn sigterm_with_a_hundred_tasks_running_completes_or_requeues_each() {
     worker.signal(libc::SIGTERM);
     let stopping = Instant::now();
     let status = loop {
-        if let Some(status) = worker.child.0.try_wait().unwrap() {
+        if let Some(status) = worker.exited() {
             break status;
         }
         assert!(

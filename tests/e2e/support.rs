@@ -1,6 +1,7 @@
 //! Helpers shared by the end-to-end tests that run workers: a worker in
 //! this process with its event stream, a `wasq worker` child process with
-//! its JSON lines, configs on the shared cluster.
+//! its JSON lines (the one way a test starts either), configs on the shared
+//! cluster.
 
 use std::time::{Duration, Instant};
 
@@ -208,6 +209,11 @@ impl SpawnedWorker {
         unsafe {
             libc::kill(self.pid(), signal);
         }
+    }
+
+    /// The exit status if the process has exited, `None` while it runs.
+    pub(crate) fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.0.try_wait().unwrap()
     }
 
     /// SIGKILL, and waits for the process to be gone.
