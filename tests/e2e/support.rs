@@ -1,7 +1,7 @@
 //! Helpers shared by the end-to-end tests that run workers: a worker in
 //! this process with its event stream, a `wasq worker` child process with
 //! its JSON lines (the one way a test starts either), configs on the shared
-//! cluster.
+//! cluster, and plain HTTP requests to the dashboard and `/metrics`.
 
 use std::time::{Duration, Instant};
 
@@ -236,24 +236,64 @@ impl SpawnedWorker {
     }
 }
 
+/// An HTTP answer, whatever its status: status, headers and body.
+pub(crate) struct Reply {
+    pub status: u16,
+    pub headers: ureq::http::HeaderMap,
+    pub body: String,
+}
+
+impl Reply {
+    /// The first header called `name` (any case).
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name)?.to_str().ok()
+    }
+
+    /// The `error` of a JSON error body.
+    pub(crate) fn error(&self) -> String {
+        serde_json::from_str::<serde_json::Value>(&self.body)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| panic!("not a JSON error: {} {}", self.status, self.body))
+    }
+}
+
+/// `method path` on `addr` over plain HTTP/1.1 with extra `headers` (a
+/// `Host` among them replaces the default, `addr`), an empty body, no
+/// proxy and no redirect followed: what the server said, status and all.
+/// Blocking.
+pub(crate) fn request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .proxy(None)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into();
+    let mut builder = ureq::http::Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}"));
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let mut response = agent
+        .run(builder.body("").unwrap())
+        .unwrap_or_else(|e| panic!("{method} http://{addr}{path}: {e}"));
+    Reply {
+        status: response.status().as_u16(),
+        headers: response.headers().clone(),
+        body: response
+            .body_mut()
+            .read_to_string()
+            .unwrap_or_else(|e| panic!("{method} http://{addr}{path}: reading the body: {e}")),
+    }
+}
+
 /// `method path` on `addr` over plain HTTP/1.1; returns (status, body).
+/// Blocking.
 pub(crate) fn http(addr: &str, method: &str, path: &str) -> (u16, String) {
-    use std::io::{Read as _, Write as _};
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).unwrap();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    (status, body.to_owned())
+    let reply = request(addr, method, path, &[]);
+    (reply.status, reply.body)
 }
 
 /// Waits until something listens on `addr`.

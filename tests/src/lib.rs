@@ -123,20 +123,9 @@ pub mod redis;
 
 /// A queue name unique to this test run, so tests can share one cluster.
 pub fn unique_queue(prefix: &str) -> String {
-    format!("{prefix}-{}", &uuid_like()[..8])
-}
-
-fn uuid_like() -> String {
-    use std::time::{SystemTime, UNIX_EPOCH};
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    let t = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
     format!(
-        "{:016x}",
-        (t as u64) ^ (n.wrapping_mul(0x9E37_79B9_7F4A_7C15)) ^ u64::from(std::process::id())
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
     )
 }
 
