@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use wasq::RedisConfig;
+use wasq::backoff::Backoff;
 use wasq::broker::Broker;
 
 /// Redis connection flags shared by commands that talk to Redis.
@@ -110,14 +111,14 @@ impl RedisArgs {
     pub async fn connect(&self) -> anyhow::Result<Broker> {
         let config = self.redis_config()?;
         let started = Instant::now();
-        let mut delay = Duration::from_millis(100);
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
         loop {
             match Broker::connect(&config).await {
                 Ok(broker) => return Ok(broker),
-                Err(e) if started.elapsed() + delay < self.connect_timeout => {
+                Err(e) if started.elapsed() + backoff.peek() < self.connect_timeout => {
+                    let delay = backoff.next_delay();
                     tracing::warn!("Redis is unreachable, retrying in {delay:?}: {e}");
                     tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(2));
                 }
                 Err(e) => {
                     return Err(e).with_context(|| {

@@ -74,7 +74,7 @@ enum Command {
     Bench(bench::Args),
     /// Run a worker: pull tasks from Redis and run them in their sandboxes.
     ///
-    /// Uses the [redis], [worker] and [queues] sections of the config.
+    /// Uses the `[redis]`, `[worker]` and `[queues]` sections of the config.
     /// SIGINT/SIGTERM stop it gracefully: no new tasks, running ones get
     /// `shutdown_timeout` to finish, the rest go back to pending.
     Worker(worker::Args),
