@@ -13,7 +13,7 @@ use wasq::config::{Config, DirMode};
 use wasq::worker::usage;
 
 use super::args::ListArgs;
-use super::table::{self, Table};
+use super::table::Table;
 
 /// Arguments of `wasq module`.
 #[derive(Debug, clap::Args)]
@@ -122,21 +122,9 @@ fn print_rows(rows: Vec<ModuleRow>) {
         println!("no task types in the config");
         return;
     }
-    let mut table = Table::new(&[
-        table::text("Task type"),
-        table::text("Module"),
-        table::number("Size"),
-        table::text("SHA-256"),
-        table::number("Fuel"),
-        table::number("Memory"),
-        table::number("Timeout"),
-        table::text("Grants"),
-        table::number("Runs 1h"),
-        table::number("OK 1h"),
-        table::text("Failures 1h"),
-        table::number("Median fuel"),
-        table::number("Median time"),
-    ]);
+    let mut table = Table::new(
+        "Task type|Module|>Size|SHA-256|>Fuel|>Memory|>Timeout|Grants|>Runs 1h|>OK 1h|Failures 1h|>Median fuel|>Median time",
+    );
     for r in rows {
         let hour = r.last_hour.as_ref();
         let failures = hour.map_or("-".to_owned(), |h| {

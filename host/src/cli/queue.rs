@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use super::args::{JsonArg, ListArgs, QueueTarget, YesArg};
-use super::table::{self, Table};
+use super::table::Table;
 
 /// Arguments of `wasq queue`.
 #[derive(Debug, clap::Args)]
@@ -75,7 +75,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             if !broker.is_cluster() {
-                let mut table = Table::new(&[table::text("Queue")]);
+                let mut table = Table::new("Queue");
                 for (q, _) in rows {
                     table.row([q]);
                 }
@@ -84,11 +84,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
             // Asynq's headers and node format (`{id address}`, master
             // first), so what its users know reads the same.
-            let mut table = Table::new(&[
-                table::text("Queue"),
-                table::number("Cluster KeySlot"),
-                table::text("Cluster Nodes"),
-            ]);
+            let mut table = Table::new("Queue|>Cluster KeySlot|Cluster Nodes");
             for (q, loc) in rows {
                 let loc = loc.expect("cluster queues have a location");
                 let nodes: Vec<String> = loc
@@ -161,12 +157,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&history)?);
                 return Ok(ExitCode::SUCCESS);
             }
-            let mut table = Table::new(&[
-                table::text("Date"),
-                table::number("Processed"),
-                table::number("Failed"),
-                table::number("Error rate"),
-            ]);
+            let mut table = Table::new("Date|>Processed|>Failed|>Error rate");
             for day in history {
                 let rate = super::stats::error_rate(day.processed, day.failed);
                 table.row([

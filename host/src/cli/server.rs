@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use super::args::ListArgs;
-use super::table::{self, Table};
+use super::table::Table;
 
 /// Arguments of `wasq server`.
 #[derive(Debug, clap::Args)]
@@ -29,14 +29,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         println!("no servers");
         return Ok(ExitCode::SUCCESS);
     }
-    let mut table = Table::new(&[
-        table::text("Host"),
-        table::number("PID"),
-        table::text("State"),
-        table::number("Active"),
-        table::text("Started"),
-        table::text("Queues"),
-    ]);
+    let mut table = Table::new("Host|>PID|State|>Active|Started|Queues");
     for s in servers {
         let queues: Vec<String> = s.queues.iter().map(|(q, p)| format!("{q}:{p}")).collect();
         let started = humantime::format_rfc3339_seconds(

@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use super::args::ListArgs;
-use super::table::{self, Table};
+use super::table::Table;
 
 /// Arguments of `wasq stats`.
 pub type Args = ListArgs;
@@ -34,19 +34,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     if all.is_empty() {
         println!("no queues");
     } else {
-        let mut table = Table::new(&[
-            table::text("Queue"),
-            table::number("pending"),
-            table::number("active"),
-            table::number("scheduled"),
-            table::number("retry"),
-            table::number("archived"),
-            table::number("completed"),
-            table::number("processed today"),
-            table::number("failed today"),
-            table::number("error rate"),
-            table::text("paused"),
-        ]);
+        let mut table = Table::new(
+            "Queue|>pending|>active|>scheduled|>retry|>archived|>completed|>processed today|>failed today|>error rate|paused",
+        );
         for s in &all {
             table.row([
                 s.queue.clone(),

@@ -11,45 +11,32 @@ use comfy_table::{CellAlignment, TableStyle};
 /// Spaces between two columns.
 const GAP: u16 = 2;
 
-/// A column: its header and how its cells are aligned.
-#[derive(Debug, Clone, Copy)]
-pub struct Column {
-    header: &'static str,
-    align: CellAlignment,
-}
-
-/// A column of text, left-aligned.
-pub const fn text(header: &'static str) -> Column {
-    Column {
-        header,
-        align: CellAlignment::Left,
-    }
-}
-
-/// A column of numbers (counts, rates, durations), right-aligned.
-pub const fn number(header: &'static str) -> Column {
-    Column {
-        header,
-        align: CellAlignment::Right,
-    }
-}
-
 /// A table in wasq's style; print it with `{}` (no newline at the end).
 pub struct Table {
     inner: comfy_table::Table,
 }
 
 impl Table {
-    /// A table with these columns and no rows yet.
-    pub fn new(columns: &[Column]) -> Self {
+    /// A table with the columns of `spec` and no rows yet: the headers,
+    /// separated by `|`, left-aligned text unless a header starts with `>`,
+    /// which marks a column of numbers (counts, rates, durations),
+    /// right-aligned: `"Queue|>pending|>active|paused"`.
+    pub fn new(spec: &str) -> Self {
+        let columns: Vec<(&str, CellAlignment)> = spec
+            .split('|')
+            .map(|header| match header.strip_prefix('>') {
+                Some(number) => (number, CellAlignment::Right),
+                None => (header, CellAlignment::Left),
+            })
+            .collect();
         let mut inner = comfy_table::Table::new();
         // Draws nothing but the cells: no borders, lines or separators.
         inner.load_style(TableStyle::new());
-        inner.set_header(columns.iter().map(|c| c.header));
+        inner.set_header(columns.iter().map(|(header, _)| *header));
         let last = columns.len().saturating_sub(1);
-        for (i, c) in columns.iter().enumerate() {
+        for (i, (_, align)) in columns.iter().enumerate() {
             let column = inner.column_mut(i).expect("the header made the column");
-            column.set_cell_alignment(c.align);
+            column.set_cell_alignment(*align);
             column.set_padding((0, if i == last { 0 } else { GAP }));
         }
         Table { inner }
@@ -83,7 +70,7 @@ mod tests {
 
     #[test]
     fn no_borders_two_spaces_numbers_to_the_right() {
-        let mut table = Table::new(&[text("Queue"), number("pending"), text("State")]);
+        let mut table = Table::new("Queue|>pending|State");
         table.row(["images", "7", "run"]);
         table.row(["notifications", "12345678", "paused\nfor now"]);
         assert_eq!(
@@ -96,7 +83,7 @@ mod tests {
 
     #[test]
     fn cells_may_be_anything_displayable() {
-        let mut table = Table::new(&[text("Name"), number("Count")]);
+        let mut table = Table::new("Name|>Count");
         table.row([&"a" as &dyn fmt::Display, &3u64]);
         assert_eq!(table.to_string(), "Name  Count\na         3");
     }

@@ -8,7 +8,7 @@ use wasq::broker::{Broker, Move, StoredTask};
 
 use super::args::{JsonArg, QueueTarget, YesArg};
 use super::connect::RedisArgs;
-use super::table::{self, Table};
+use super::table::Table;
 
 /// Arguments of `wasq task`.
 #[derive(Debug, clap::Args)]
@@ -244,15 +244,7 @@ fn print_table(tasks: &[StoredTask]) {
         println!("no tasks");
         return;
     }
-    let mut table = Table::new(&[
-        table::text("ID"),
-        table::text("Type"),
-        table::text("State"),
-        table::number("Retried"),
-        table::text("At"),
-        table::text("Error"),
-        table::text("Payload"),
-    ]);
+    let mut table = Table::new("ID|Type|State|>Retried|At|Error|Payload");
     for t in tasks {
         table.row([
             clip(&t.id, 36),

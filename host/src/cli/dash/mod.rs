@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use wasq::broker::Broker;
 
-use super::table::{self, Table};
+use super::table::Table;
 
 /// Arguments of `wasq dash`.
 #[derive(Debug, clap::Args)]
@@ -127,18 +127,9 @@ async fn frame(
     let mut out = String::new();
     let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
     out.push_str(&format!("wasq dash   {now}   (Ctrl-C to quit)\n\n"));
-    let mut queues = Table::new(&[
-        table::text("Queue"),
-        table::number("pending"),
-        table::number("active"),
-        table::number("scheduled"),
-        table::number("retry"),
-        table::number("archived"),
-        table::number("completed"),
-        table::number("tasks/s"),
-        table::number("latency"),
-        table::text("state"),
-    ]);
+    let mut queues = Table::new(
+        "Queue|>pending|>active|>scheduled|>retry|>archived|>completed|>tasks/s|>latency|state",
+    );
     for q in broker.queues().await? {
         let s = broker.stats(&q).await?;
         let latency = broker.latency(&q).await?;
@@ -166,12 +157,7 @@ async fn frame(
     let servers = broker.servers().await?;
     out.push_str(&format!("\n{} server(s)\n", servers.len()));
     if !servers.is_empty() {
-        let mut table = Table::new(&[
-            table::text("Server"),
-            table::text("State"),
-            table::number("Busy"),
-            table::text("Queues"),
-        ]);
+        let mut table = Table::new("Server|State|>Busy|Queues");
         for s in servers {
             table.row([
                 format!("{}:{}", s.host, s.pid),
