@@ -4,20 +4,29 @@
 // Runs against the same Redis Cluster as the Rust benchmark and prints one
 // JSON line on stdout; everything else goes to stderr.
 //
-//   node bench.mjs --nodes 127.0.0.1:7000,127.0.0.1:7001 --jobs 100000 --concurrency 50
+//   node bench.mjs --nodes 127.0.0.1:7000,127.0.0.1:7001 --jobs 100000 --concurrency 50 \
+//                  [--master 127.0.0.1:7001] [--sequential-jobs 10000]
 //
 // Phases:
-//   1. enqueue one by one: queue.add() into queue A, at most --concurrency in flight
-//   2. enqueue bulk:       queue.addBulk() in chunks of 1000 into queue B
-//   3. drain:              Workers with a no-op async processor drain A and B;
-//                          the master holding the queues' slot is sampled with
-//                          INFO cpu before and after.
+//   1. concurrent adds: queue.add() of one job each into queue A, --concurrency
+//                       callers, each awaiting its add before its next
+//   2. sequential adds: one caller, `await queue.add()` in a loop, into queue S
+//                       (--sequential-jobs jobs, default --jobs / 10); S is then
+//                       emptied, it takes no part in the drain
+//   3. bulk:            queue.addBulk() of 1000 jobs per call, one call at a
+//                       time, into queue B
+//   4. drain:           Workers with a no-op async processor drain A and B;
+//                       the master holding the prefix's slot is sampled with
+//                       INFO cpu before and after, and the processor counts
+//                       its calls.
 //
 // BullMQ on a Redis Cluster:
 //   * all keys of a queue must hash to one slot (BullMQ's Lua scripts touch
 //     many keys of a queue at once), so the key prefix carries a hash tag:
-//     keys are "<prefix>:<queue>:<type>", with prefix "{bullbench}" here. Both
-//     queues therefore live on the same master, which is the one sampled.
+//     BullMQ 6.7 names its keys "<prefix>:<queue>:<type>", and the prefix is
+//     "{bench-bullmq}" by default. Every queue therefore lives on one master,
+//     the one sampled. --master names the master it must be (the one holding
+//     the queues it is compared with); the run fails if it is another.
 //   * connections used by Workers (BullMQ duplicates the given client for its
 //     main and its blocking BZPOPMIN connection) must have
 //     maxRetriesPerRequest: null. For an ioredis Cluster that option belongs in
@@ -40,7 +49,8 @@ function usage(msg) {
   if (msg) console.error(`error: ${msg}`);
   console.error(
     'usage: node bench.mjs --nodes HOST:PORT[,HOST:PORT...] [--jobs N] [--concurrency N]\n' +
-      '                      [--prefix {tag}] [--timeout SECONDS] [--drain parallel|sequential]',
+      '                      [--prefix {tag}] [--master HOST:PORT] [--sequential-jobs N]\n' +
+      '                      [--timeout SECONDS] [--drain parallel|sequential]',
   );
   process.exit(2);
 }
@@ -52,7 +62,9 @@ try {
       nodes: { type: 'string' },
       jobs: { type: 'string', default: '100000' },
       concurrency: { type: 'string', default: '50' },
-      prefix: { type: 'string', default: '{bullbench}' },
+      prefix: { type: 'string', default: '{bench-bullmq}' },
+      master: { type: 'string' },
+      'sequential-jobs': { type: 'string' },
       timeout: { type: 'string', default: '600' },
       drain: { type: 'string', default: 'parallel' },
       help: { type: 'boolean', short: 'h' },
@@ -71,13 +83,13 @@ const posInt = (name) => {
   return n;
 };
 const JOBS = posInt('jobs');
+const SEQUENTIAL_JOBS = args['sequential-jobs'] === undefined ? Math.max(1, Math.floor(JOBS / 10)) : posInt('sequential-jobs');
 const CONCURRENCY = posInt('concurrency');
 const TIMEOUT_S = posInt('timeout');
 const PREFIX = args.prefix;
 const DRAIN_MODE = args.drain;
 if (!['parallel', 'sequential'].includes(DRAIN_MODE)) usage('--drain must be parallel or sequential');
-if (!/\{[^{}]+\}/.test(PREFIX)) usage('--prefix must contain a hash tag such as {bullbench}');
-const HASH_TAG = PREFIX.match(/\{([^{}]+)\}/)[1];
+if (!/\{[^{}]+\}/.test(PREFIX)) usage('--prefix must contain a hash tag such as {bench-bullmq}');
 
 const startupNodes = args.nodes.split(',').map((s) => {
   const m = s.trim().match(/^(.+):(\d+)$/);
@@ -85,7 +97,8 @@ const startupNodes = args.nodes.split(',').map((s) => {
   return { host: m[1], port: Number(m[2]) };
 });
 
-const QUEUE_ONE = 'bench-one';
+const QUEUE_ONE = 'bench-callers';
+const QUEUE_SEQ = 'bench-seq';
 const QUEUE_BULK = 'bench-bulk';
 const BULK_CHUNK = 1000;
 // No retention of completed jobs (like a no-retention wasq queue); failed jobs
@@ -105,7 +118,9 @@ cluster.on('error', (e) => {
   lastClusterError = e.message;
 });
 
+// Every queue made (for the clean-up), and the two drained.
 const queues = [];
+const drained = [];
 const workers = [];
 
 const timer = setTimeout(() => {
@@ -154,11 +169,21 @@ function waitReady(c, ms) {
   });
 }
 
-// The master node that serves the slot of the queues' hash tag.
+// The master node that serves the slot of the queues' keys (checked to be
+// one slot for every queue's keys, as BullMQ 6.7 names them).
 async function findMaster() {
-  const slot = Number(await cluster.cluster('KEYSLOT', HASH_TAG));
-  const slots = await cluster.cluster('SLOTS');
-  for (const [start, end, master] of slots) {
+  const slots = new Set();
+  for (const name of [QUEUE_ONE, QUEUE_SEQ, QUEUE_BULK]) {
+    slots.add(Number(await cluster.cluster('KEYSLOT', `${PREFIX}:${name}:wait`)));
+  }
+  if (slots.size !== 1) throw new Error(`prefix ${PREFIX} puts the queues in slots ${[...slots].join(', ')}, not one`);
+  const [slot] = slots;
+  return masterOfSlot(slot);
+}
+
+async function masterOfSlot(slot) {
+  const ranges = await cluster.cluster('SLOTS');
+  for (const [start, end, master] of ranges) {
     if (slot >= start && slot <= end) {
       const host = String(master[0]);
       const port = Number(master[1]);
@@ -169,7 +194,7 @@ async function findMaster() {
           ? masters.find((n) => n.options.port === port)
           : undefined);
       if (!node) throw new Error(`no connection to master ${host}:${port} of slot ${slot}`);
-      return { slot, addr: `${host}:${port}`, node };
+      return { slot, addr: `${host}:${port}`, range: `${start}-${end}`, node };
     }
   }
   throw new Error(`slot ${slot} is not served by any node`);
@@ -192,7 +217,7 @@ async function removeQueueKeys(master) {
     await q.obliterate({ force: true });
   }
   let removed = 0;
-  for (const name of [QUEUE_ONE, QUEUE_BULK]) {
+  for (const name of [QUEUE_ONE, QUEUE_SEQ, QUEUE_BULK]) {
     let cursor = '0';
     do {
       const [next, keys] = await master.node.scan(cursor, 'MATCH', `${PREFIX}:${name}:*`, 'COUNT', 1000);
@@ -247,11 +272,16 @@ const round1 = (x) => Math.round(x * 10) / 10;
 async function main() {
   await waitReady(cluster, 20000);
   master = await findMaster();
-  log(`bullmq ${BULLMQ_VERSION}; prefix ${PREFIX} -> slot ${master.slot} on master ${master.addr}`);
+  log(`bullmq ${BULLMQ_VERSION}; prefix ${PREFIX} -> slot ${master.slot} on master ${master.addr} (slots ${master.range})`);
+  if (args.master && args.master !== master.addr) {
+    throw new Error(`prefix ${PREFIX} hashes to slot ${master.slot} on master ${master.addr}, not on ${args.master} as required`);
+  }
 
   const qOne = new Queue(QUEUE_ONE, { connection: cluster, prefix: PREFIX, defaultJobOptions: JOB_OPTS });
+  const qSeq = new Queue(QUEUE_SEQ, { connection: cluster, prefix: PREFIX, defaultJobOptions: JOB_OPTS });
   const qBulk = new Queue(QUEUE_BULK, { connection: cluster, prefix: PREFIX, defaultJobOptions: JOB_OPTS });
-  queues.push(qOne, qBulk);
+  queues.push(qOne, qSeq, qBulk);
+  drained.push(qOne, qBulk);
   for (const q of queues) q.on('error', (e) => log(`queue ${q.name} error:`, e.message));
   await Promise.all(queues.map((q) => q.waitUntilReady()));
 
@@ -260,16 +290,32 @@ async function main() {
   if (stale) log(`removed ${stale} stale keys from a previous run`);
   await Promise.all(queues.map((q) => q.resume())); // obliterate pauses the queue
 
-  // Phase 1: one by one.
-  log(`phase 1: add ${JOBS} jobs one by one, ${CONCURRENCY} in flight`);
+  // Phase 1: CONCURRENCY callers, one add() each at a time.
+  log(`phase 1: add ${JOBS} jobs, one per call, ${CONCURRENCY} concurrent callers`);
   let t0 = performance.now();
   await pooled(JOBS, CONCURRENCY, () => qOne.add('noop', {}));
   if (failing) return;
   const enqueueOneMs = performance.now() - t0;
   log(`phase 1: ${Math.round(perSec(JOBS, enqueueOneMs))} jobs/s`);
 
-  // Phase 2: bulk, sequential chunks of BULK_CHUNK.
-  log(`phase 2: addBulk ${JOBS} jobs in chunks of ${BULK_CHUNK}`);
+  // Phase 2: one caller, each add() awaited before the next.
+  log(`phase 2: add ${SEQUENTIAL_JOBS} jobs, one caller, one call at a time`);
+  t0 = performance.now();
+  for (let i = 0; i < SEQUENTIAL_JOBS && !failing; i++) {
+    await track(qSeq.add('noop', {}));
+  }
+  if (failing) return;
+  const enqueueSeqMs = performance.now() - t0;
+  log(`phase 2: ${Math.round(perSec(SEQUENTIAL_JOBS, enqueueSeqMs))} jobs/s`);
+  const seqCounts = await qSeq.getJobCounts('wait', 'prioritized');
+  if (seqCounts.wait + seqCounts.prioritized !== SEQUENTIAL_JOBS) {
+    throw new Error(`queue ${QUEUE_SEQ} after enqueue: ${JSON.stringify(seqCounts)}, expected ${SEQUENTIAL_JOBS} waiting`);
+  }
+  // Its jobs take no part in the drain.
+  await qSeq.obliterate({ force: true });
+
+  // Phase 3: bulk, sequential chunks of BULK_CHUNK.
+  log(`phase 3: addBulk ${JOBS} jobs in chunks of ${BULK_CHUNK}`);
   t0 = performance.now();
   for (let done = 0; done < JOBS && !failing; done += BULK_CHUNK) {
     const n = Math.min(BULK_CHUNK, JOBS - done);
@@ -277,16 +323,16 @@ async function main() {
   }
   if (failing) return;
   const enqueueBulkMs = performance.now() - t0;
-  log(`phase 2: ${Math.round(perSec(JOBS, enqueueBulkMs))} jobs/s`);
+  log(`phase 3: ${Math.round(perSec(JOBS, enqueueBulkMs))} jobs/s`);
 
-  for (const q of queues) {
+  for (const q of drained) {
     const c = await q.getJobCounts('wait', 'active', 'delayed', 'prioritized', 'paused');
     if (c.wait + c.prioritized !== JOBS || c.active || c.delayed || c.paused) {
       throw new Error(`queue ${q.name} after enqueue: ${JSON.stringify(c)}, expected ${JOBS} waiting`);
     }
   }
 
-  // Phase 3: drain.
+  // Phase 4: drain.
   //
   // Our benchmark drains with ONE worker process of total concurrency C. A
   // BullMQ Worker serves a single queue, so to keep C jobs in flight in total
@@ -298,9 +344,9 @@ async function main() {
   //   sequential: Worker A drains queue A with concurrency C, then Worker B
   //     drains queue B with concurrency C (B is started when A's last job
   //     completes; both are connected before timing starts).
-  // On a loaded 2-core machine the two modes measured within noise of each
-  // other (drain and master CPU/job). Workers are created with autorun: false
-  // and waited for (connections up, scripts loaded) before the clock starts.
+  // queue-bench uses sequential, as wasq's drain runs one queue at a time.
+  // Workers are created with autorun: false and waited for (connections up,
+  // scripts loaded) before the clock starts.
   const processed = new Map([[QUEUE_ONE, new Set()], [QUEUE_BULK, new Set()]]);
   let invocations = 0;
   let duplicates = 0;
@@ -342,7 +388,7 @@ async function main() {
     workers.push(w);
   }
   await Promise.all(workers.map((w) => w.waitUntilReady()));
-  log(`phase 3: drain ${total} jobs, ${sequential ? 'sequential' : 'parallel'} workers, concurrency ${conc.join('+')}${sequential ? ' (one at a time)' : ''}`);
+  log(`phase 4: drain ${total} jobs, ${sequential ? 'sequential' : 'parallel'} workers, concurrency ${conc.join('+')}${sequential ? ' (one at a time)' : ''}`);
 
   let secondStarted = false;
   let lastLog = performance.now();
@@ -368,14 +414,14 @@ async function main() {
   await allDone;
   const drainMs = performance.now() - t0;
   const cpu1 = await masterCpuSeconds(master.node);
-  log(`phase 3: ${Math.round(perSec(total, drainMs))} jobs/s, master cpu ${(cpu1 - cpu0).toFixed(3)} s`);
+  log(`phase 4: ${Math.round(perSec(total, drainMs))} jobs/s, master cpu ${(cpu1 - cpu0).toFixed(3)} s`);
 
   // Give any stray re-delivery a moment to show up, then stop the workers.
   await sleep(200);
   await Promise.all(workers.map((w) => w.close()));
 
   const counts = {};
-  for (const q of queues) counts[q.name] = await q.getJobCounts('wait', 'active', 'delayed', 'prioritized', 'failed', 'completed');
+  for (const q of drained) counts[q.name] = await q.getJobCounts('wait', 'active', 'delayed', 'prioritized', 'failed', 'completed');
 
   // Exactly-once check.
   const problems = [];
@@ -396,11 +442,17 @@ async function main() {
 
   const result = {
     bullmq: BULLMQ_VERSION,
-    enqueue_one_per_s: round1(perSec(JOBS, enqueueOneMs)),
+    prefix: PREFIX,
+    slot: master.slot,
+    master: master.addr,
+    enqueue_concurrent_per_s: round1(perSec(JOBS, enqueueOneMs)),
+    enqueue_sequential_per_s: round1(perSec(SEQUENTIAL_JOBS, enqueueSeqMs)),
     enqueue_bulk_per_s: round1(perSec(JOBS, enqueueBulkMs)),
     drain_per_s: round1(perSec(total, drainMs)),
     master_cpu_us_per_job: round1(((cpu1 - cpu0) * 1e6) / total),
+    handler_calls: invocations,
     jobs: JOBS,
+    sequential_jobs: SEQUENTIAL_JOBS,
     concurrency: CONCURRENCY,
   };
   process.stdout.write(JSON.stringify(result) + '\n', () => process.exit(0));

@@ -1,16 +1,18 @@
 //! The queue benchmark: enqueue and drain rates, enqueue-to-start latency,
 //! worker memory and Redis CPU per task, on a local cluster of 3 masters
 //! with a replica each (appendonly on) started by the test harness.
-//! Redis's own ceiling is measured in the same run with `redis-benchmark`,
-//! and BullMQ (`tests/bullmq/bench.mjs`) runs the same workload on the same
-//! cluster afterwards: the baseline the targets are ratios of.
+//! `redis-benchmark` measures LPUSH and RPOP on the queues' master in the
+//! same run, and BullMQ (`tests/bullmq/bench.mjs`) runs the same workload
+//! afterwards on the same cluster, with its keys on that same master; every
+//! ratio printed is against figures of this run.
 //!
 //! Run it with `scripts/bench` (builds the release binary and installs the
-//! BullMQ driver's node modules first). `WASQ_BENCH_TASKS` sets the size,
-//! `WASQ_BENCH_QUICK=1` measures the drain only (`=latency`: the latency
-//! only), `WASQ_BENCH_DEBUG=1` prints
-//! the masters' command statistics for the drain, `WASQ_BENCH_DRAIN=both`
-//! drains the two queues side by side instead of one at a time.
+//! BullMQ driver's node modules first). `WASQ_BENCH_TASKS` sets the size
+//! (the sequential enqueue uses a tenth of it), `WASQ_BENCH_QUICK=1`
+//! measures the drain only (`=latency`: the latency only),
+//! `WASQ_BENCH_DEBUG=1` prints the masters' command statistics for the
+//! drain, `WASQ_BENCH_DRAIN=both` drains the two queues side by side
+//! instead of one at a time.
 
 use std::io::BufRead as _;
 use std::process::{Command, Stdio};
@@ -25,6 +27,15 @@ use wasq_tests::{KillOnDrop, TestConfig};
 
 const TASKS: usize = 100_000;
 const CALLERS: usize = 50;
+/// Filled by CALLERS concurrent callers, one task per call.
+const CONCURRENT_QUEUE: &str = "bench-callers";
+/// Filled by one caller, one call at a time (then removed, not drained).
+const SEQUENTIAL_QUEUE: &str = "bench-seq";
+/// Filled with `enqueue_batch`.
+const BATCH_QUEUE: &str = "bench-batch";
+/// BullMQ's key prefix: its hash tag puts BullMQ's keys on the master that
+/// holds wasq's queues above (checked before anything runs).
+const BULLMQ_PREFIX: &str = "{bench-bullmq}";
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -38,8 +49,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let client = Client::connect(&cluster.redis_config()).await?;
     let broker = client.broker().clone();
 
-    // Redis's own ceiling on one master, same run.
-    let master = cluster.master_of(0);
+    // wasq's queues and BullMQ's keys on one master, or no comparison.
+    let place = placement(&cluster);
+    let master = &cluster.nodes[place.master];
+
+    // LPUSH and RPOP on that master, same run.
     let ceiling = redis_ceiling(master.port);
 
     // WASQ_BENCH_QUICK=1: the drain figures only (both queues filled in
@@ -50,56 +64,90 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         return latency(&cluster, &client, &wasq).await;
     }
 
-    // Enqueue one by one: CALLERS concurrent callers, one task per call.
+    // Concurrent single enqueues: CALLERS callers, each with one task per
+    // call and one call at a time; the client group-commits the calls that
+    // meet in a queue's lane.
     let started = Instant::now();
     let results: Vec<_> = stream::iter(0..if quick { 0 } else { tasks })
         .map(|_| {
             client.enqueue(
                 Task::new("noop", b"{}".to_vec()),
-                TaskOptions::default().queue("bench-one"),
+                TaskOptions::default().queue(CONCURRENT_QUEUE),
             )
         })
         .buffer_unordered(CALLERS)
         .collect()
         .await;
-    let one_by_one = tasks as f64 / started.elapsed().as_secs_f64();
+    let concurrent = tasks as f64 / started.elapsed().as_secs_f64();
     assert!(results.iter().all(Result::is_ok), "an enqueue failed");
 
-    // Enqueue in batches of 1000, pipelined.
+    // Sequential single enqueues: one caller, each call awaited before the
+    // next. The queue is removed afterwards; it takes no part in the drain.
+    let sequential_tasks = (tasks / 10).max(1);
+    let mut sequential = f64::NAN;
+    if !quick {
+        let started = Instant::now();
+        for _ in 0..sequential_tasks {
+            client
+                .enqueue(
+                    Task::new("noop", b"{}".to_vec()),
+                    TaskOptions::default().queue(SEQUENTIAL_QUEUE),
+                )
+                .await?;
+        }
+        sequential = sequential_tasks as f64 / started.elapsed().as_secs_f64();
+        let s = broker.stats(SEQUENTIAL_QUEUE).await?;
+        assert_eq!(
+            s.pending, sequential_tasks as u64,
+            "queue {SEQUENTIAL_QUEUE} after the sequential enqueue: {s:?}"
+        );
+        broker.remove_queue(SEQUENTIAL_QUEUE, true).await?;
+    }
+
+    // enqueue_batch with 1000 tasks per call, one call at a time.
     let started = Instant::now();
-    enqueue_batched(&client, "bench-batch", tasks).await?;
+    enqueue_batched(&client, BATCH_QUEUE, tasks).await?;
     let batched = tasks as f64 / started.elapsed().as_secs_f64();
     if quick {
-        enqueue_batched(&client, "bench-one", tasks).await?;
+        enqueue_batched(&client, CONCURRENT_QUEUE, tasks).await?;
     }
 
     // Drain both queues through the sandbox with `wasq worker`: one queue
-    // at a time, as BullMQ's drain below does (bench-one waits paused until
-    // bench-batch is done), or with WASQ_BENCH_DRAIN=both side by side.
+    // at a time, as BullMQ's drain below does (CONCURRENT_QUEUE waits paused
+    // until BATCH_QUEUE is done), or with WASQ_BENCH_DRAIN=both side by side.
+    // A sandbox for each of the worker's CALLERS slots.
     let side_by_side = std::env::var("WASQ_BENCH_DRAIN").is_ok_and(|v| v == "both");
-    let config = TestConfig::new(&format!(
-        "{}\n[worker]\nconcurrency = {CALLERS}\nlease = \"30s\"\n[queues.bench-one]\n[queues.bench-batch]\n\
-         [tasks.noop]\nmodule = \"{{examples}}/noop.wasm\"\n",
-        cluster.toml()
-    ));
+    let config = TestConfig::with_sandboxes(
+        &format!(
+            "{}\n[worker]\nconcurrency = {CALLERS}\nlease = \"30s\"\n\
+             [queues.{CONCURRENT_QUEUE}]\n[queues.{BATCH_QUEUE}]\n\
+             [tasks.noop]\nmodule = \"{{examples}}/noop.wasm\"\n",
+            cluster.toml()
+        ),
+        CALLERS,
+    );
     let config_path = config.path.display().to_string();
     run(&wasq, &["check", "--config", &config_path]);
-    // The Redis CPU that counts is that of the masters holding the queues.
-    let queue_masters = queue_masters(&cluster, &["bench-one", "bench-batch"]);
+    // The Redis CPU that counts is that of the master holding the queues.
+    let queue_masters = [master.port];
     let debug = std::env::var_os("WASQ_BENCH_DEBUG").is_some();
     // Command statistics of the drain alone.
     for n in &cluster.nodes {
         n.cli(&["CONFIG", "RESETSTAT"]);
     }
     if !side_by_side {
-        broker.pause("bench-one").await?;
+        broker.pause(CONCURRENT_QUEUE).await?;
     }
+    // The worker's /metrics counts its sandbox runs: read once the drain is
+    // over, to check every processed task ran its guest exactly once.
+    let metrics_addr = format!("127.0.0.1:{}", RedisServer::free_port());
     let cpu_before = masters_cpu(&cluster, &queue_masters);
     let scripts_before = masters_scripts(&cluster);
     let started = Instant::now();
     let mut worker = KillOnDrop(
         Command::new(&wasq)
             .args(["worker", "--quiet", "--config", &config_path])
+            .args(["--metrics", &metrics_addr])
             .stdout(Stdio::null())
             .spawn()?,
     );
@@ -107,12 +155,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut peak_rss = 0;
     let mut paused = !side_by_side;
     loop {
-        let first = processed(&broker, "bench-batch").await;
+        let first = processed(&broker, BATCH_QUEUE).await;
         if paused && first >= tasks as u64 {
-            broker.resume("bench-one").await?;
+            broker.resume(CONCURRENT_QUEUE).await?;
             paused = false;
         }
-        let done = processed(&broker, "bench-one").await + first;
+        let done = processed(&broker, CONCURRENT_QUEUE).await + first;
         peak_rss = peak_rss.max(status_kib(worker.0.id(), "VmHWM"));
         if done >= total {
             break;
@@ -142,9 +190,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let scripts = masters_scripts(&cluster);
     let commands = commands_run(&cluster, &queue_masters);
     peak_rss = peak_rss.max(status_kib(worker.0.id(), "VmHWM"));
+    let runs = guest_runs(&metrics_addr, &[CONCURRENT_QUEUE, BATCH_QUEUE]);
     stop(&mut worker.0);
     let drain = total as f64 / drain_secs;
-    for q in ["bench-one", "bench-batch"] {
+    assert_eq!(
+        (runs.sandbox_runs, runs.ok, runs.other),
+        (total, total, 0),
+        "the worker's /metrics does not show one successful guest run per processed task: {runs:?}"
+    );
+    for q in [CONCURRENT_QUEUE, BATCH_QUEUE] {
         let s = broker.stats(q).await?;
         assert_eq!(
             (
@@ -165,76 +219,270 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "wasq queue benchmark: 3 masters + 3 replicas, appendonly yes, {tasks} no-op tasks per run"
     );
     println!(
-        "  redis-benchmark ceiling, one master, {CALLERS} clients: LPUSH {:.0}/s, RPOP {:.0}/s",
-        ceiling.0, ceiling.1
+        "  master {} (slots {}) holds every queue measured:",
+        master.addr(),
+        place.range
+    );
+    println!(
+        "    wasq {}; BullMQ prefix {BULLMQ_PREFIX} (slot {})",
+        place
+            .queues
+            .iter()
+            .map(|(q, slot)| format!("{q} (slot {slot})"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        place.bullmq_slot
+    );
+    row(
+        &format!("redis-benchmark on that master, {CALLERS} clients, LPUSH / RPOP"),
+        format!("{:.0} / {:.0} ops/s", ceiling.0, ceiling.1),
+        "",
     );
     if !quick {
-        println!("  enqueue one by one ({CALLERS} concurrent callers): {one_by_one:>9.0} tasks/s");
+        row(
+            &format!("enqueue, {CALLERS} concurrent callers, 1 task per call (group-committed)"),
+            format!("{concurrent:.0} tasks/s"),
+            "",
+        );
+        row(
+            &format!(
+                "enqueue, 1 caller, each call awaited before the next ({sequential_tasks} tasks)"
+            ),
+            format!("{sequential:.0} tasks/s"),
+            "",
+        );
     }
-    println!("  enqueue batched (1000 per batch, pipelined):  {batched:>9.0} tasks/s");
-    println!(
-        "  drain through the wasm sandbox (concurrency {CALLERS}, {}): {drain:>9.0} tasks/s ({:.0}% of the LPUSH+RPOP pair rate)",
-        if side_by_side {
-            "both queues side by side"
-        } else {
-            "one queue at a time"
-        },
-        100.0 * drain / (1.0 / (1.0 / ceiling.0 + 1.0 / ceiling.1))
+    row(
+        "enqueue_batch, 1000 tasks per call, one call at a time",
+        format!("{batched:.0} tasks/s"),
+        "",
     );
-    println!("  exactly once: {total} processed, 0 failed, 0 left");
-    println!(
-        "  redis CPU per drained task on the queues' master ({} node): {cpu_us_per_task:.1} µs",
-        queue_masters.len()
+    row(
+        &format!(
+            "drain through the wasm sandbox, concurrency {CALLERS}, {}",
+            if side_by_side {
+                "both queues side by side"
+            } else {
+                "one queue at a time"
+            }
+        ),
+        format!("{drain:.0} tasks/s"),
+        &format!(
+            "({:.0}% of the LPUSH+RPOP pair rate)",
+            100.0 * drain / (1.0 / (1.0 / ceiling.0 + 1.0 / ceiling.1))
+        ),
     );
     println!(
-        "  worker CPU per drained task: {:.1} µs; Lua script calls per task: {:.2}",
-        worker_cpu * 1e6 / total as f64,
-        (scripts - scripts_before) as f64 / total as f64
+        "  exactly once: {total} processed, 0 failed, 0 left; guest runs (worker's /metrics): {}, all ok",
+        runs.sandbox_runs
     );
-    println!(
-        "  redis commands run per drained task on that master, those inside scripts included: {:.2}",
-        commands as f64 / total as f64
+    row(
+        "redis CPU per drained task on that master",
+        format!("{cpu_us_per_task:.1} µs"),
+        "",
     );
-    println!("  worker peak RSS: {:.1} MiB", peak_rss as f64 / 1024.0);
+    row(
+        "worker process CPU per drained task (its start-up included)",
+        format!("{:.1} µs", worker_cpu * 1e6 / total as f64),
+        "",
+    );
+    row(
+        "Lua script calls per drained task, all masters",
+        format!("{:.2}", (scripts - scripts_before) as f64 / total as f64),
+        "",
+    );
+    row(
+        "redis commands per drained task on that master, scripts' included",
+        format!("{:.2}", commands as f64 / total as f64),
+        "",
+    );
+    row(
+        "worker peak RSS",
+        format!("{:.1} MiB", peak_rss as f64 / 1024.0),
+        "",
+    );
     if quick {
         return Ok(());
     }
 
     latency(&cluster, &client, &wasq).await?;
 
-    // BullMQ on the same cluster, in the same run: the baseline the issue's
-    // targets are set against (2x its rates, under 15/49 of its master CPU).
-    match bullmq(&cluster, tasks) {
-        Ok(b) => {
-            let num = |k: &str| b[k].as_f64().unwrap_or(f64::NAN);
-            println!(
-                "BullMQ {} on the same cluster, same run (no-op jobs; drained one queue at a time, concurrency {CALLERS}):",
-                b["bullmq"].as_str().unwrap_or("?")
-            );
-            println!(
-                "  enqueue one by one {:>9.0} jobs/s   wasq {:.2}x",
-                num("enqueue_one_per_s"),
-                one_by_one / num("enqueue_one_per_s")
-            );
-            println!(
-                "  enqueue bulk       {:>9.0} jobs/s   wasq {:.2}x",
-                num("enqueue_bulk_per_s"),
-                batched / num("enqueue_bulk_per_s")
-            );
-            println!(
-                "  drain              {:>9.0} jobs/s   wasq {:.2}x (target 2x)",
-                num("drain_per_s"),
-                drain / num("drain_per_s")
-            );
-            println!(
-                "  master CPU per job {:>9.1} µs       wasq {:.2}x (target 15/49 = 0.31x or less)",
-                num("master_cpu_us_per_job"),
-                cpu_us_per_task / num("master_cpu_us_per_job")
-            );
-        }
-        Err(why) => println!("BullMQ comparison skipped: {why}"),
-    }
+    // BullMQ on the same cluster, its keys on the same master, in the same
+    // run: every ratio below is wasq's figure over BullMQ's.
+    let Some(b) = bullmq(&cluster, &master.addr(), tasks, sequential_tasks)? else {
+        return Ok(());
+    };
+    let num = |k: &str| b[k].as_f64().unwrap_or(f64::NAN);
+    println!(
+        "{:<LABEL$} {:>FIGURE$} {:>12}",
+        format!(
+            "BullMQ {}, same master, same run (no-op jobs):",
+            b["bullmq"].as_str().unwrap_or("?")
+        ),
+        "BullMQ",
+        "wasq/BullMQ"
+    );
+    let compare = |label: &str, theirs: String, ratio: f64| {
+        row(label, theirs, &format!("{ratio:>12.2}"));
+    };
+    compare(
+        &format!("add, {CALLERS} concurrent callers, 1 job per call"),
+        format!("{:.0} jobs/s", num("enqueue_concurrent_per_s")),
+        concurrent / num("enqueue_concurrent_per_s"),
+    );
+    compare(
+        &format!(
+            "add, 1 caller, each call awaited before the next ({} jobs)",
+            b["sequential_jobs"]
+        ),
+        format!("{:.0} jobs/s", num("enqueue_sequential_per_s")),
+        sequential / num("enqueue_sequential_per_s"),
+    );
+    compare(
+        "addBulk, 1000 jobs per call, one call at a time",
+        format!("{:.0} jobs/s", num("enqueue_bulk_per_s")),
+        batched / num("enqueue_bulk_per_s"),
+    );
+    compare(
+        &format!("drain, no-op processor, concurrency {CALLERS}, one queue at a time"),
+        format!("{:.0} jobs/s", num("drain_per_s")),
+        drain / num("drain_per_s"),
+    );
+    assert_eq!(
+        b["handler_calls"].as_u64(),
+        Some(total),
+        "BullMQ's processor did not run once per job"
+    );
+    println!("  exactly once: {total} handler calls, each job once");
+    compare(
+        "master CPU per drained job",
+        format!("{:.1} µs", num("master_cpu_us_per_job")),
+        cpu_us_per_task / num("master_cpu_us_per_job"),
+    );
     Ok(())
+}
+
+/// Width of a row's label, indent included.
+const LABEL: usize = 72;
+/// Width of a row's figure.
+const FIGURE: usize = 18;
+
+/// One figure, its label padded so that the figures line up, then `tail`.
+fn row(label: &str, figure: String, tail: &str) {
+    let line = format!("{:<LABEL$} {figure:>FIGURE$} {tail}", format!("  {label}:"));
+    println!("{}", line.trim_end());
+}
+
+/// Where the benchmark's keys live.
+struct Placement {
+    /// Index in `cluster.nodes` of the master holding them all.
+    master: usize,
+    /// That master's slot ranges, as CLUSTER NODES lists them.
+    range: String,
+    /// wasq's queues and the slots of their keys.
+    queues: Vec<(&'static str, u16)>,
+    /// The slot of BullMQ's keys.
+    bullmq_slot: u16,
+}
+
+/// Checks that wasq's benchmark queues and BullMQ's keys (with
+/// [`BULLMQ_PREFIX`]) are served by one master, with `CLUSTER KEYSLOT` and
+/// `CLUSTER NODES`; panics if not, since the CPU per task of two masters
+/// would not compare.
+fn placement(cluster: &RedisCluster) -> Placement {
+    let queues: Vec<(&str, u16)> = [CONCURRENT_QUEUE, SEQUENTIAL_QUEUE, BATCH_QUEUE]
+        .into_iter()
+        .map(|q| (q, cluster.slot_of(&format!("asynq:{{{q}}}:pending"))))
+        .collect();
+    let master = cluster.master_index_of(queues[0].1);
+    for (q, slot) in &queues {
+        assert_eq!(
+            cluster.master_index_of(*slot),
+            master,
+            "wasq's queue {q} (slot {slot}) is not on the master of {} (slot {})",
+            queues[0].0,
+            queues[0].1
+        );
+    }
+    // BullMQ 6.7 names a queue's keys `<prefix>:<queue>:<type>`.
+    let bullmq_slot = cluster.slot_of(&format!("{BULLMQ_PREFIX}:{CONCURRENT_QUEUE}:wait"));
+    let bullmq_master = cluster.master_index_of(bullmq_slot);
+    assert_eq!(
+        bullmq_master,
+        master,
+        "BullMQ's prefix {BULLMQ_PREFIX} hashes to slot {bullmq_slot} on master {}, \
+         but wasq's queues are on master {}: pick a hash tag in that master's slots",
+        cluster.nodes[bullmq_master].addr(),
+        cluster.nodes[master].addr()
+    );
+    let addr = cluster.nodes[master].addr();
+    let range = cluster.nodes[master]
+        .cli(&["CLUSTER", "NODES"])
+        .lines()
+        .find_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            (f.len() > 8 && f[1].split('@').next() == Some(addr.as_str())).then(|| f[8..].join(" "))
+        })
+        .unwrap_or_default();
+    Placement {
+        master,
+        range,
+        queues,
+        bullmq_slot,
+    }
+}
+
+/// What the worker's /metrics says it ran.
+#[derive(Debug)]
+struct GuestRuns {
+    /// Sandbox runs (`wasq_task_duration_seconds_count`, observed once per
+    /// run of a guest).
+    sandbox_runs: u64,
+    /// Tasks whose run ended `ok` (`wasq_tasks_total{outcome="ok"}`).
+    ok: u64,
+    /// Tasks with any other outcome.
+    other: u64,
+}
+
+/// Reads `queues`' figures from the worker's /metrics at `addr`.
+fn guest_runs(addr: &str, queues: &[&str]) -> GuestRuns {
+    use std::io::{Read as _, Write as _};
+    let mut stream =
+        std::net::TcpStream::connect(addr).expect("connecting to the worker's /metrics");
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("asking for /metrics");
+    let mut text = String::new();
+    stream.read_to_string(&mut text).expect("reading /metrics");
+    let mut runs = GuestRuns {
+        sandbox_runs: 0,
+        ok: 0,
+        other: 0,
+    };
+    for line in text.lines() {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        if !queues
+            .iter()
+            .any(|q| series.contains(&format!("queue=\"{q}\"")))
+        {
+            continue;
+        }
+        let value: u64 = value.parse().unwrap_or(0);
+        if series.starts_with("wasq_task_duration_seconds_count{") {
+            runs.sandbox_runs += value;
+        } else if series.starts_with("wasq_tasks_total{") {
+            if series.contains("outcome=\"ok\"") {
+                runs.ok += value;
+            } else {
+                runs.other += value;
+            }
+        }
+    }
+    runs
 }
 
 /// Enqueue-to-start latency at a fixed 500 tasks/s into an idle queue,
@@ -293,11 +541,13 @@ async fn latency(
     latencies.sort_by(f64::total_cmp);
     let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
 
-    println!(
-        "  enqueue-to-start latency at 500 tasks/s ({} tasks): p50 {:.2} ms, p99 {:.2} ms",
-        latencies.len(),
-        at(0.5),
-        at(0.99)
+    row(
+        &format!(
+            "enqueue-to-start latency at 500 tasks/s ({} tasks), p50 / p99",
+            latencies.len()
+        ),
+        format!("{:.2} / {:.2} ms", at(0.5), at(0.99)),
+        "",
     );
     Ok(())
 }
@@ -324,39 +574,53 @@ async fn enqueue_batched(
     Ok(())
 }
 
-/// Runs `tests/bullmq/bench.mjs` against `cluster` and returns its JSON
-/// line, or why it could not run.
-fn bullmq(cluster: &RedisCluster, jobs: usize) -> Result<serde_json::Value, String> {
+/// Runs `tests/bullmq/bench.mjs` against `cluster`, its keys required on
+/// the master at `master`, and returns its JSON line; `None` (and a note
+/// why) when BullMQ is not installed.
+fn bullmq(
+    cluster: &RedisCluster,
+    master: &str,
+    jobs: usize,
+    sequential_jobs: usize,
+) -> Result<Option<serde_json::Value>, Box<dyn std::error::Error>> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bullmq");
     if !dir.join("node_modules/bullmq").is_dir() {
-        return Err(format!(
-            "run `npm ci` in {} (scripts/bench does)",
+        println!(
+            "BullMQ comparison skipped: run `npm ci` in {} (scripts/bench does)",
             dir.display()
-        ));
+        );
+        return Ok(None);
     }
     let nodes: Vec<String> = cluster.nodes.iter().map(|n| n.addr()).collect();
     eprintln!("running BullMQ on the same cluster ...");
     let out = Command::new("node")
         .current_dir(&dir)
         .args(["bench.mjs", "--nodes", &nodes.join(",")])
+        .args(["--prefix", BULLMQ_PREFIX, "--master", master])
         .args([
             "--jobs",
             &jobs.to_string(),
+            "--sequential-jobs",
+            &sequential_jobs.to_string(),
             "--concurrency",
             &CALLERS.to_string(),
         ])
-        // One queue at a time at the full concurrency, as in the issue's
-        // reference run of BullMQ.
+        // One queue at a time at the full concurrency, as wasq's drain.
         .args(["--drain", "sequential"])
         .stderr(Stdio::inherit())
         .output()
         .map_err(|e| format!("node: {e}"))?;
     if !out.status.success() {
-        return Err(format!("bench.mjs failed ({})", out.status));
+        return Err(format!("bench.mjs failed ({})", out.status).into());
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
     let line = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(line).map_err(|e| format!("bench.mjs printed {line:?}: {e}"))
+    let result: serde_json::Value =
+        serde_json::from_str(line).map_err(|e| format!("bench.mjs printed {line:?}: {e}"))?;
+    if result["master"].as_str() != Some(master) {
+        return Err(format!("BullMQ ran on master {}, not {master}", result["master"]).into());
+    }
+    Ok(Some(result))
 }
 
 fn run(bin: &str, args: &[&str]) {
@@ -376,49 +640,27 @@ fn stop(child: &mut std::process::Child) {
     let _ = child.wait();
 }
 
-/// (LPUSH/s, RPOP/s) from redis-benchmark against one master.
+/// (LPUSH/s, RPOP/s) from redis-benchmark against the master on `port`,
+/// CALLERS clients, on a list in the slot of CONCURRENT_QUEUE (as many pops
+/// as pushes, so the list is gone afterwards).
 fn redis_ceiling(port: u16) -> (f64, f64) {
-    let out = Command::new("redis-benchmark")
-        .args([
-            "-p",
-            &port.to_string(),
-            "-c",
-            &CALLERS.to_string(),
-            "-n",
-            "200000",
-            "-t",
-            "lpush,rpop",
-            "-q",
-        ])
-        .output()
-        .expect("running redis-benchmark");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let rate = |name: &str| {
-        text.split(['\r', '\n'])
-            .rfind(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<f64>().ok())
+    let key = format!("bench-ceiling:{{{CONCURRENT_QUEUE}}}");
+    let rate = |command: &[&str]| {
+        let out = Command::new("redis-benchmark")
+            .args(["-p", &port.to_string(), "-c", &CALLERS.to_string()])
+            .args(["-n", "200000", "-q"])
+            .args(command)
+            .output()
+            .expect("running redis-benchmark");
+        // The last line: "LPUSH <key> xxx: 169635.28 requests per second, ...".
+        String::from_utf8_lossy(&out.stdout)
+            .split(['\r', '\n'])
+            .rfind(|l| l.contains(" requests per second"))
+            .and_then(|l| l.rsplit_once(": "))
+            .and_then(|(_, figures)| figures.split_whitespace().next()?.parse::<f64>().ok())
             .unwrap_or(f64::NAN)
     };
-    (rate("LPUSH:"), rate("RPOP:"))
-}
-
-/// Ports of the masters serving these queues (deduplicated).
-fn queue_masters(cluster: &RedisCluster, queues: &[&str]) -> Vec<u16> {
-    let mut ports: Vec<u16> = queues
-        .iter()
-        .map(|q| {
-            let slot: u16 = cluster.nodes[0]
-                .cli(&["CLUSTER", "KEYSLOT", &format!("asynq:{{{q}}}:pending")])
-                .trim()
-                .parse()
-                .expect("a slot");
-            cluster.master_of(slot).port
-        })
-        .collect();
-    ports.sort_unstable();
-    ports.dedup();
-    ports
+    (rate(&["LPUSH", &key, "xxx"]), rate(&["RPOP", &key]))
 }
 
 /// used_cpu_sys + used_cpu_user of the masters on `ports`, seconds.
