@@ -82,17 +82,21 @@ enum Command {
     /// deadline, uniqueness, id, retention).
     Enqueue(enqueue::Args),
     /// Inspect and control queues.
+    #[command(subcommand)]
     Queue(queue::Args),
     /// Counts by state per queue, processed and failed today with the
     /// error rate, and the cluster's state and known nodes.
     Stats(stats::Args),
     /// Inspect and act on tasks: ls, inspect, cancel, delete, archive, run,
     /// and deleteall, archiveall, runall per queue and state.
+    #[command(subcommand)]
     Task(task::Args),
     /// Inspect the registered workers (servers).
+    #[command(subcommand)]
     Server(server::Args),
     /// Task types: module, hash, limits, grants and the last hour's
     /// outcomes (runs, failures by cause, median fuel and time).
+    #[command(subcommand)]
     Module(module::Args),
     /// A live view of queues, servers and the cluster: in the terminal, or
     /// with --web as a web dashboard with actions (see --read-only).

@@ -15,15 +15,9 @@ use wasq::worker::usage;
 use super::args::ListArgs;
 use super::table::Table;
 
-/// Arguments of `wasq module`.
-#[derive(Debug, clap::Args)]
-pub struct Args {
-    #[command(subcommand)]
-    command: Command,
-}
-
+/// The subcommands of `wasq module`.
 #[derive(Debug, clap::Subcommand)]
-enum Command {
+pub enum Args {
     /// List the task types of the config with their modules, limits,
     /// grants and the last hour's outcomes.
     Ls(ListArgs),
@@ -54,7 +48,7 @@ pub(super) struct LastHour {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let Command::Ls(ListArgs { redis, output }) = args.command;
+    let Args::Ls(ListArgs { redis, output }) = args;
     let config = Config::load(&redis.config)?;
     // Usage comes from Redis; without it the rest is still worth showing.
     let broker = match redis.connect().await {

@@ -6,15 +6,9 @@ use std::process::ExitCode;
 use super::args::{JsonArg, ListArgs, QueueTarget, YesArg};
 use super::table::Table;
 
-/// Arguments of `wasq queue`.
-#[derive(Debug, clap::Args)]
-pub struct Args {
-    #[command(subcommand)]
-    command: Command,
-}
-
+/// The subcommands of `wasq queue`.
 #[derive(Debug, clap::Subcommand)]
-enum Command {
+pub enum Args {
     /// List queues; with --cluster, each queue's key slot and the nodes
     /// (address and id, master first) that hold it.
     Ls(ListArgs),
@@ -54,8 +48,8 @@ enum Command {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    match args.command {
-        Command::Ls(ListArgs { redis, output }) => {
+    match args {
+        Args::Ls(ListArgs { redis, output }) => {
             let broker = redis.connect().await?;
             let queues = broker.queues().await?;
             let mut rows = Vec::new();
@@ -97,7 +91,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             println!("{table}");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Inspect { target, output } => {
+        Args::Inspect { target, output } => {
             let broker = target.connect_known().await?;
             let queue = target.queue;
             let stats = broker.stats(&queue).await?;
@@ -146,7 +140,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::History {
+        Args::History {
             target,
             days,
             output,
@@ -170,7 +164,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             println!("{table}");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Rm { target, force, yes } => {
+        Args::Rm { target, force, yes } => {
             let broker = target.connect_known().await?;
             let queue = target.queue;
             yes.confirm(&format!("remove queue {queue}"))?;
@@ -178,12 +172,12 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             println!("queue {queue} removed ({deleted} task(s) deleted)");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Pause(target) => {
+        Args::Pause(target) => {
             target.connect_known().await?.pause(&target.queue).await?;
             println!("queue {} paused", target.queue);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Resume(target) => {
+        Args::Resume(target) => {
             target.connect_known().await?.resume(&target.queue).await?;
             println!("queue {} resumed", target.queue);
             Ok(ExitCode::SUCCESS)

@@ -5,21 +5,15 @@ use std::process::ExitCode;
 use super::args::ListArgs;
 use super::table::Table;
 
-/// Arguments of `wasq server`.
-#[derive(Debug, clap::Args)]
-pub struct Args {
-    #[command(subcommand)]
-    command: Command,
-}
-
+/// The subcommands of `wasq server`.
 #[derive(Debug, clap::Subcommand)]
-enum Command {
+pub enum Args {
     /// List servers: host, pid, state, active workers, queues, start time.
     Ls(ListArgs),
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let Command::Ls(ListArgs { redis, output }) = args.command;
+    let Args::Ls(ListArgs { redis, output }) = args;
     let servers = redis.connect().await?.servers().await?;
     if output.json {
         println!("{}", serde_json::to_string_pretty(&servers)?);

@@ -10,15 +10,9 @@ use super::args::{JsonArg, QueueTarget, YesArg};
 use super::connect::RedisArgs;
 use super::table::Table;
 
-/// Arguments of `wasq task`.
-#[derive(Debug, clap::Args)]
-pub struct Args {
-    #[command(subcommand)]
-    command: Command,
-}
-
+/// The subcommands of `wasq task`.
 #[derive(Debug, clap::Subcommand)]
-enum Command {
+pub enum Args {
     /// List the tasks of a queue in one state, a page at a time.
     Ls {
         #[command(flatten)]
@@ -75,7 +69,7 @@ enum Command {
 
 /// Tasks named by id.
 #[derive(Debug, clap::Args)]
-struct Targets {
+pub struct Targets {
     #[command(flatten)]
     target: QueueTarget,
     /// Task ids.
@@ -87,7 +81,7 @@ struct Targets {
 
 /// Every task of a queue in one state.
 #[derive(Debug, clap::Args)]
-struct AllOf {
+pub struct AllOf {
     #[command(flatten)]
     target: QueueTarget,
     /// The state.
@@ -98,8 +92,8 @@ struct AllOf {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    match args.command {
-        Command::Ls {
+    match args {
+        Args::Ls {
             redis,
             queue,
             state,
@@ -116,7 +110,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Inspect { target, id, output } => {
+        Args::Inspect { target, id, output } => {
             let broker = target.connect().await?;
             let queue = &target.queue;
             let Some(task) = broker.task(queue, &id).await? else {
@@ -129,7 +123,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Cancel { redis, ids, yes } => {
+        Args::Cancel { redis, ids, yes } => {
             yes.confirm(&format!("cancel {} running task(s)", ids.len()))?;
             // In a cluster a publish reaches every node's subscribers, but
             // its count is only the local node's: not worth printing.
@@ -137,12 +131,12 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             println!("cancel sent for {} task(s)", ids.len());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Delete(t) => by_id(t, Move::Delete).await,
-        Command::Archive(t) => by_id(t, Move::Archive).await,
-        Command::Run(t) => by_id(t, Move::Run).await,
-        Command::Deleteall(a) => all_of(a, Move::Delete).await,
-        Command::Archiveall(a) => all_of(a, Move::Archive).await,
-        Command::Runall(a) => all_of(a, Move::Run).await,
+        Args::Delete(t) => by_id(t, Move::Delete).await,
+        Args::Archive(t) => by_id(t, Move::Archive).await,
+        Args::Run(t) => by_id(t, Move::Run).await,
+        Args::Deleteall(a) => all_of(a, Move::Delete).await,
+        Args::Archiveall(a) => all_of(a, Move::Archive).await,
+        Args::Runall(a) => all_of(a, Move::Run).await,
     }
 }
 
