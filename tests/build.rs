@@ -17,8 +17,8 @@ fn main() {
         .to_owned();
     for watched in [
         "wit",
-        "guest-sdk/src",
-        "guest-sdk/Cargo.toml",
+        "guest-sdk/rust/src",
+        "guest-sdk/rust/Cargo.toml",
         "examples-wasm/Cargo.toml",
         "tests/guests/Cargo.toml",
         "tests/e2e",

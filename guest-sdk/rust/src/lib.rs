@@ -74,7 +74,7 @@ pub use task::{EnqueueError, EnqueueOptions, Task, enqueue, set_progress};
 #[allow(clippy::all, missing_docs)]
 pub mod __bindings {
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "../../wit",
         world: "wasq:task/handler@0.1.0",
         pub_export_macro: true,
         export_macro_name: "__export_world_handler",
