@@ -217,6 +217,12 @@ impl std::error::Error for EnqueueError {}
 
 /// Enqueues a follow-up task of `task_type`; returns its id.
 ///
+/// The host checks at once that the task type is granted the queue (an
+/// [`EnqueueError`] says why not) and sends the task when the handler
+/// returns `Ok`, before this task is acknowledged; a failed run sends
+/// nothing. Without a chosen id, the id is derived from this task's id and
+/// the call's place, so a run repeated after a crash sends nothing twice.
+///
 /// ```no_run
 /// let id = wasq_guest::enqueue(
 ///     "webhooks:sync",
