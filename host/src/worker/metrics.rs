@@ -382,22 +382,9 @@ pub(crate) async fn serve(shared: Arc<Shared>, addr: SocketAddr) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::worker::Disposition;
 
     fn event(task_type: &str) -> TaskEvent {
-        TaskEvent {
-            id: "id".into(),
-            task_type: task_type.into(),
-            queue: "default".into(),
-            disposition: Disposition::Done,
-            result: None,
-            error: None,
-            fuel: Some(1_000),
-            micros: 100,
-            started_at_ms: 1,
-            cause: "ok".into(),
-            memory_peak: 65_536,
-        }
+        TaskEvent::done_for_test(task_type)
     }
 
     fn encoded(metrics: &Metrics) -> String {

@@ -454,6 +454,26 @@ impl Worker {
     }
 }
 
+#[cfg(test)]
+impl TaskEvent {
+    /// A task of `task_type` done in 100 µs with 1,000 fuel, for tests.
+    pub(crate) fn done_for_test(task_type: &str) -> Self {
+        TaskEvent {
+            id: "id".into(),
+            task_type: task_type.into(),
+            queue: "default".into(),
+            disposition: Disposition::Done,
+            result: None,
+            error: None,
+            fuel: Some(1_000),
+            micros: 100,
+            started_at_ms: 1,
+            cause: "ok".into(),
+            memory_peak: 65_536,
+        }
+    }
+}
+
 impl Disposition {
     /// The name `--json` output uses (snake case).
     pub fn as_str(self) -> &'static str {
