@@ -34,6 +34,21 @@ pub struct QueueStats {
     pub failed_total: u64,
 }
 
+impl QueueStats {
+    /// The counts by state, in the order listings print them: pending,
+    /// active, scheduled, retry, archived, completed.
+    pub fn by_state(&self) -> [u64; 6] {
+        [
+            self.pending,
+            self.active,
+            self.scheduled,
+            self.retry,
+            self.archived,
+            self.completed,
+        ]
+    }
+}
+
 impl Broker {
     /// Pauses a queue: workers stop claiming from it.
     pub async fn pause(&self, queue: &str) -> Result<(), BrokerError> {

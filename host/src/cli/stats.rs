@@ -38,19 +38,13 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             "Queue|>pending|>active|>scheduled|>retry|>archived|>completed|>processed today|>failed today|>error rate|paused",
         );
         for s in &all {
-            table.row([
-                s.queue.clone(),
-                s.pending.to_string(),
-                s.active.to_string(),
-                s.scheduled.to_string(),
-                s.retry.to_string(),
-                s.archived.to_string(),
-                s.completed.to_string(),
+            let counts = s.by_state().map(|n| n.to_string());
+            table.row(std::iter::once(s.queue.clone()).chain(counts).chain([
                 s.processed_today.to_string(),
                 s.failed_today.to_string(),
                 format!("{:.1}%", error_rate(s.processed_today, s.failed_today)),
                 if s.paused { "yes" } else { "no" }.to_owned(),
-            ]);
+            ]));
         }
         println!("{table}");
     }

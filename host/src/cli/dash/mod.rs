@@ -140,18 +140,12 @@ async fn frame(
             }
             None => 0.0,
         };
-        queues.row([
-            q,
-            s.pending.to_string(),
-            s.active.to_string(),
-            s.scheduled.to_string(),
-            s.retry.to_string(),
-            s.archived.to_string(),
-            s.completed.to_string(),
+        let counts = s.by_state().map(|n| n.to_string());
+        queues.row(std::iter::once(q).chain(counts).chain([
             format!("{rate:.0}"),
             format!("{latency:.2}s"),
             if s.paused { "paused" } else { "run" }.to_owned(),
-        ]);
+        ]));
     }
     out.push_str(&format!("{queues}\n"));
     let servers = broker.servers().await?;
