@@ -240,7 +240,28 @@ pub(crate) struct Shared {
     pub usage: usage::Usage,
 }
 
-/// A worker ready to run.
+/// A worker ready to run: the queues of a config, the sandbox runtime of
+/// its task types, and a connection to its Redis.
+///
+/// ```no_run
+/// use wasq::config::Config;
+/// use wasq::runtime::Runtime;
+/// use wasq::worker::Worker;
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let config = Config::load("wasq.toml")?;
+/// let runtime = Runtime::load(&config)?;
+/// let mut worker = Worker::new(&config, runtime).await?;
+/// let mut events = worker.events();
+/// tokio::spawn(async move {
+///     while let Some(event) = events.recv().await {
+///         println!("{} {} {:?}", event.queue, event.id, event.disposition);
+///     }
+/// });
+/// // Until Ctrl-C, then a graceful stop.
+/// worker.run(async { tokio::signal::ctrl_c().await.ok(); }).await?;
+/// # Ok(()) }
+/// ```
 pub struct Worker {
     shared: Arc<Shared>,
     sandbox_threads: Option<tokio::runtime::Runtime>,
