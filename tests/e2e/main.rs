@@ -15,6 +15,7 @@ mod inspect;
 mod leases;
 mod lifecycle;
 mod priority;
+mod python;
 mod recovery;
 mod sandbox;
 mod startup;

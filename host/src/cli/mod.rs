@@ -7,6 +7,7 @@
 
 mod args;
 mod bench;
+mod build;
 mod check;
 mod completions;
 mod connect;
@@ -14,6 +15,7 @@ mod dash;
 mod enqueue;
 mod exec;
 mod module;
+mod new;
 mod queue;
 mod server;
 mod stats;
@@ -69,6 +71,15 @@ enum Command {
     /// the handler logged. Exits 0 when the handler succeeded, 1 when the
     /// task failed.
     Exec(exec::Args),
+    /// Build a handler (Rust crate, Python file or directory, JavaScript)
+    /// into a component and check it against the world.
+    ///
+    /// Writes the WIT this wasq implements for the toolchain, then loads the
+    /// component as `wasq check` does and reports its size and compile time.
+    Build(build::Args),
+    /// Create a handler project (Rust, Python or JavaScript) with a wasq.toml
+    /// that runs it.
+    New(new::Args),
     /// Measure the sandbox: per-task overhead against a naive embedding,
     /// and start-up with a cold and a warm module cache.
     Bench(bench::Args),
@@ -129,6 +140,8 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Check(args) => check::run(args).await,
             Command::Exec(args) => exec::run(args).await,
+            Command::Build(args) => build::run(args).await,
+            Command::New(args) => new::run(args).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Worker(args) => worker::run(args).await,
             Command::Enqueue(args) => enqueue::run(args).await,

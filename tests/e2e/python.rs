@@ -1,0 +1,376 @@
+//! Python handlers, built by `wasq build` with componentize-py: the Python
+//! examples through the runtime and through a worker on the cluster, a
+//! misbehaving Python guest classified exactly as the Rust one is, and
+//! Python and Rust tasks enqueuing each other.
+//!
+//! Every Python component is built once per test run (the first test that
+//! needs them builds all of them, under `target/wasq-test-python/`), and
+//! its compiled code goes to the tests' shared cache.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use wasq::runtime::{Execution, Failure, HandlerError, Invocation, Outcome, Runtime, TrapCause};
+use wasq::worker::Disposition;
+use wasq::{Task, TaskOptions};
+use wasq_tests::redis::shared_cluster;
+use wasq_tests::{TestConfig, unique_queue};
+
+use crate::support::*;
+
+/// The Python sources built for the tests: (source, component name).
+const SOURCES: &[(&str, &str)] = &[
+    ("examples-wasm/python/send_email.py", "send_email"),
+    ("examples-wasm/python/webhook_sync.py", "webhook_sync"),
+    ("examples-wasm/python/primes.py", "primes"),
+    ("tests/guests/python/misbehave.py", "misbehave"),
+];
+
+/// The directory of the built Python components; builds them all on first
+/// use, each with `wasq build`.
+fn components() -> &'static Path {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let out = root.join("target/wasq-test-python");
+        std::fs::create_dir_all(&out).unwrap();
+        let cache = wasq_tests::cache_dir();
+        for (source, name) in SOURCES {
+            let wasm = out.join(format!("{name}.wasm"));
+            let output = std::process::Command::new(wasq_tests::wasq_bin())
+                .arg("build")
+                .arg(root.join(source))
+                .arg("-o")
+                .arg(&wasm)
+                .arg("--cache-dir")
+                .arg(&cache)
+                .current_dir(&root)
+                .output()
+                .expect("running wasq build");
+            assert!(
+                output.status.success(),
+                "wasq build {source} failed:\n{}\n{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+            eprintln!("{}", String::from_utf8_lossy(&output.stdout).trim_end());
+        }
+        out
+    })
+}
+
+fn module(name: &str) -> String {
+    format!(
+        "{:?}",
+        components()
+            .join(format!("{name}.wasm"))
+            .display()
+            .to_string()
+    )
+}
+
+/// Task types of the Python examples, as in examples-wasm/python/wasq.toml.
+fn example_types() -> String {
+    format!(
+        r#"
+[tasks."notifications:email"]
+module = {email}
+memory = "64MiB"
+[tasks."webhooks:sync"]
+module = {webhook}
+memory = "64MiB"
+[tasks."compute:primes"]
+module = {primes}
+memory = "64MiB"
+[tasks."compute:primes-low-fuel"]
+module = {primes}
+memory = "64MiB"
+fuel = 200_000_000
+[tasks."compute:primes-unlimited"]
+module = {primes}
+memory = "64MiB"
+fuel = "unlimited"
+timeout = "500ms"
+"#,
+        email = module("send_email"),
+        webhook = module("webhook_sync"),
+        primes = module("primes"),
+    )
+}
+
+/// The misbehaving Python guest under the limits of the Rust one's tests
+/// (tests/e2e/sandbox.rs), with the memory a Python component needs.
+fn misbehave_types() -> String {
+    format!(
+        r#"
+[defaults]
+fuel = 500_000_000
+memory = "48MiB"
+timeout = "5s"
+
+[tasks.bad]
+module = {m}
+[tasks.unlimited]
+module = {m}
+fuel = "unlimited"
+timeout = "300ms"
+[tasks.granted]
+module = {m}
+enqueue = ["webhooks"]
+"#,
+        m = module("misbehave")
+    )
+}
+
+async fn run(runtime: &Runtime, task_type: &str, payload: &str) -> Execution {
+    runtime
+        .execute(Invocation::new(task_type, payload.as_bytes().to_vec()))
+        .await
+}
+
+fn ok_text(run: &Execution) -> String {
+    match &run.outcome {
+        Outcome::Success { result } => String::from_utf8(result.clone()).unwrap(),
+        Outcome::Failed { failure } => panic!("task failed: {failure}"),
+    }
+}
+
+fn trap(run: &Execution) -> &TrapCause {
+    match run.outcome.failure() {
+        Some(Failure::Trap { cause }) => cause,
+        other => panic!("expected a trap, got {other:?}"),
+    }
+}
+
+fn handler_error(run: &Execution) -> &HandlerError {
+    match run.outcome.failure() {
+        Some(Failure::Handler { error }) => error,
+        other => panic!("expected a handler error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn python_examples_give_the_rust_examples_results() {
+    let runtime = TestConfig::new(&example_types()).runtime();
+
+    let email = run(&runtime, "notifications:email", r#"{"to": 42, "from": 7}"#).await;
+    assert_eq!(ok_text(&email), "email sent from 7 to 42");
+    assert_eq!(email.logs.len(), 1, "{:?}", email.logs);
+    assert_eq!(
+        email.logs[0].message,
+        "sending email from user 7 to user 42"
+    );
+    assert!(email.logs[0].fields.contains(&("to".into(), "42".into())));
+    assert!(email.logs[0].fields.contains(&("from".into(), "7".into())));
+    eprintln!(
+        "python email: fuel {}, memory peak {} KiB, time {:?}",
+        email.fuel_consumed,
+        email.memory_peak >> 10,
+        email.wall_time
+    );
+
+    let hook = run(&runtime, "webhooks:sync", r#"{"data": 12345}"#).await;
+    assert_eq!(ok_text(&hook), "webhook 12345 processed");
+    assert_eq!(hook.logs[0].message, "processing webhook with data 12345");
+
+    // A payload that cannot work is archived at once, as in Rust.
+    let bad = run(&runtime, "webhooks:sync", r#"{"nodata": 1}"#).await;
+    match handler_error(&bad) {
+        HandlerError::SkipRetry { message } => {
+            assert!(message.contains("not the expected JSON"), "{message}")
+        }
+        other => panic!("expected skip-retry, got {other:?}"),
+    }
+    let bad = run(&runtime, "notifications:email", "not json").await;
+    assert!(matches!(
+        handler_error(&bad),
+        HandlerError::SkipRetry { .. }
+    ));
+
+    let primes = run(&runtime, "compute:primes", r#"{"n": 100000}"#).await;
+    let result: serde_json::Value = serde_json::from_str(&ok_text(&primes)).unwrap();
+    assert_eq!(
+        result,
+        serde_json::json!({"n": 100000, "count": 9592, "largest": 99991})
+    );
+    assert_eq!(primes.progress, Some(100));
+    eprintln!(
+        "python primes to 100000: fuel {}, time {:?}",
+        primes.fuel_consumed, primes.wall_time
+    );
+}
+
+#[tokio::test]
+async fn an_interpreter_is_stopped_by_fuel_and_by_its_timeout() {
+    let runtime = TestConfig::new(&example_types()).runtime();
+    let run_fuel = run(&runtime, "compute:primes-low-fuel", r#"{"n": 10000000}"#).await;
+    assert_eq!(trap(&run_fuel), &TrapCause::OutOfFuel);
+    assert_eq!(run_fuel.fuel_consumed, 200_000_000);
+
+    let started = std::time::Instant::now();
+    let run_time = run(&runtime, "compute:primes-unlimited", r#"{"n": 30000000}"#).await;
+    assert_eq!(trap(&run_time), &TrapCause::Timeout);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    // The same runtime runs the next task normally.
+    let next = run(&runtime, "compute:primes", r#"{"n": 10}"#).await;
+    assert_eq!(ok_text(&next), r#"{"n": 10, "count": 4, "largest": 7}"#);
+}
+
+#[tokio::test]
+async fn python_misbehaviour_is_classified_as_for_rust() {
+    let runtime = TestConfig::new(&misbehave_types()).runtime();
+
+    let looped = run(&runtime, "bad", r#"{"do": "loop"}"#).await;
+    assert_eq!(trap(&looped), &TrapCause::OutOfFuel);
+    let looped = run(&runtime, "unlimited", r#"{"do": "loop"}"#).await;
+    assert_eq!(trap(&looped), &TrapCause::Timeout);
+
+    let bomb = run(&runtime, "bad", r#"{"do": "alloc"}"#).await;
+    assert_eq!(trap(&bomb), &TrapCause::MemoryLimit { limit: 48 << 20 });
+
+    let raised = run(&runtime, "bad", r#"{"do": "raise", "value": 0}"#).await;
+    match handler_error(&raised) {
+        HandlerError::Retry { message, delay } => {
+            assert!(
+                message.starts_with("ZeroDivisionError: division by zero"),
+                "{message}"
+            );
+            assert!(message.contains("Traceback"), "{message}");
+            assert!(message.contains("in divide"), "{message}");
+            assert!(message.contains("in nested"), "{message}");
+            assert_eq!(*delay, None);
+        }
+        other => panic!("expected a retry, got {other:?}"),
+    }
+
+    let read = run(
+        &runtime,
+        "bad",
+        r#"{"do": "read-file", "path": "/etc/passwd"}"#,
+    )
+    .await;
+    match handler_error(&read) {
+        HandlerError::SkipRetry { message } => {
+            assert!(message.contains("read /etc/passwd failed"), "{message}")
+        }
+        other => panic!("expected skip-retry, got {other:?}"),
+    }
+
+    let denied = run(
+        &runtime,
+        "granted",
+        r#"{"do": "enqueue", "type": "noop", "queue": "payments"}"#,
+    )
+    .await;
+    match handler_error(&denied) {
+        HandlerError::SkipRetry { message } => {
+            assert!(message.contains("enqueue denied"), "{message}");
+            assert!(message.contains("kind denied"), "{message}");
+        }
+        other => panic!("expected skip-retry, got {other:?}"),
+    }
+    assert!(denied.follow_ups.is_empty());
+    let granted = run(
+        &runtime,
+        "granted",
+        r#"{"do": "enqueue", "type": "webhooks:sync", "queue": "webhooks"}"#,
+    )
+    .await;
+    assert_eq!(granted.follow_ups.len(), 1, "{:?}", granted.outcome);
+
+    // After all that, the same runtime runs a normal task.
+    assert_eq!(
+        ok_text(&run(&runtime, "bad", r#"{"do": "ok"}"#).await),
+        "ok"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_and_rust_handlers_share_a_worker_and_enqueue_each_other() {
+    let py = unique_queue("py");
+    let rs = unique_queue("rs");
+    let mut body = shared_cluster().toml();
+    body.push_str(&queue_sections(&[(&py, 1, None), (&rs, 1, None)]));
+    body.push_str(&format!(
+        r#"
+[tasks."notifications:email"]
+module = {email}
+memory = "64MiB"
+[tasks."py:parent"]
+module = {misbehave}
+memory = "64MiB"
+enqueue = [{rs:?}]
+[tasks.noop]
+module = "{{examples}}/noop.wasm"
+"#,
+        email = module("send_email"),
+        misbehave = module("misbehave"),
+    ));
+    let config = TestConfig::new(&body);
+    let mut worker = RunningWorker::start(&config).await;
+    let client = cluster_client().await;
+
+    // A Python task enqueued by the Rust client.
+    let email = client
+        .enqueue(
+            Task::new("notifications:email", br#"{"to": 42, "from": 7}"#.to_vec()),
+            TaskOptions::default().queue(&py),
+        )
+        .await
+        .unwrap();
+    let events = worker.next(1, Duration::from_secs(30)).await;
+    assert_eq!(events[0].id, email.id);
+    assert_eq!(events[0].disposition, Disposition::Done);
+    assert_eq!(events[0].result.as_deref(), Some("email sent from 7 to 42"));
+
+    // A Python handler enqueues a follow-up that the Rust noop runs.
+    let json = format!(r#"{{"do": "enqueue", "type": "noop", "queue": {rs:?}}}"#);
+    let parent = client
+        .enqueue(
+            Task::new("py:parent", json.into_bytes()),
+            TaskOptions::default().queue(&py),
+        )
+        .await
+        .unwrap();
+    let events = worker.next(2, Duration::from_secs(30)).await;
+    let parent_event = events
+        .iter()
+        .find(|e| e.id == parent.id)
+        .expect("parent ran");
+    assert_eq!(
+        parent_event.disposition,
+        Disposition::Done,
+        "{parent_event:?}"
+    );
+    let child_id = parent_event.result.clone().expect("the follow-up's id");
+    let child = events.iter().find(|e| e.id == child_id).expect("child ran");
+    assert_eq!(
+        (
+            child.queue.as_str(),
+            child.task_type.as_str(),
+            child.disposition
+        ),
+        (rs.as_str(), "noop", Disposition::Done)
+    );
+
+    // An exception stores its traceback as the task's error.
+    let raised = client
+        .enqueue(
+            Task::new("py:parent", br#"{"do": "raise", "value": 0}"#.to_vec()),
+            TaskOptions::default().queue(&py).max_retry(0),
+        )
+        .await
+        .unwrap();
+    let events = worker.next(1, Duration::from_secs(30)).await;
+    assert_eq!(events[0].id, raised.id);
+    assert_eq!(events[0].disposition, Disposition::Archived);
+    let error = events[0].error.as_deref().unwrap_or_default();
+    assert!(error.contains("ZeroDivisionError"), "{error}");
+    assert!(error.contains("in divide"), "{error}");
+    worker.stop().await;
+}
