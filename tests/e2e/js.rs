@@ -1,0 +1,425 @@
+//! JavaScript handlers, built by `wasq build` with ComponentizeJS: the JS
+//! examples through the runtime and through a worker on the cluster, one
+//! enqueued by `wasq enqueue`, and a misbehaving JS guest classified exactly
+//! as the Rust one is. StarlingMonkey gives JavaScript no file API, so there
+//! is no file-reading misbehaviour to test.
+//!
+//! Every JS component is built once per test run (the first test that needs
+//! them builds all of them, under `target/wasq-test-js/`), and its compiled
+//! code goes to the tests' shared cache. ComponentizeJS's output differs
+//! from build to build (its snapshot holds a scratch path), so a component
+//! whose sources have not changed since the last run is kept, and its
+//! compiled code is found in the cache.
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use wasq::runtime::{Execution, Failure, HandlerError, Invocation, Outcome, Runtime, TrapCause};
+use wasq::worker::Disposition;
+use wasq::{Task, TaskOptions};
+use wasq_tests::redis::shared_cluster;
+use wasq_tests::{TestConfig, run_wasq, unique_queue};
+
+use crate::support::*;
+
+/// The JavaScript sources built for the tests: (source, component name).
+const SOURCES: &[(&str, &str)] = &[
+    ("examples-wasm/js/email.js", "email"),
+    ("examples-wasm/js/webhook_sync.js", "webhook_sync"),
+    ("examples-wasm/js/primes.js", "primes"),
+    ("tests/guests/js/misbehave.js", "misbehave"),
+];
+
+/// What a component is built from besides its source.
+const TOOLCHAIN: &[&str] = &[
+    "guest-sdk/js/index.js",
+    "guest-sdk/js/build.mjs",
+    "guest-sdk/js/tools/package-lock.json",
+    "wit/wasq.wit",
+];
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A stamp of the files a component is built from.
+fn stamp(source: &str) -> String {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for file in TOOLCHAIN.iter().chain([&source]) {
+        file.hash(&mut hasher);
+        std::fs::read(root().join(file))
+            .unwrap_or_default()
+            .hash(&mut hasher);
+    }
+    format!("{:016x}", hasher.finish())
+}
+
+/// The directory of the built JS components; builds them all on first use,
+/// each with `wasq build`, unless its sources are unchanged since the
+/// last build.
+fn components() -> &'static Path {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let root = root();
+        let out = root.join("target/wasq-test-js");
+        std::fs::create_dir_all(&out).unwrap();
+        for (source, name) in SOURCES {
+            let wasm = out.join(format!("{name}.wasm"));
+            let stamp_file = out.join(format!("{name}.stamp"));
+            let stamp = stamp(source);
+            if wasm.is_file() && std::fs::read_to_string(&stamp_file).ok() == Some(stamp.clone()) {
+                continue;
+            }
+            let _ = std::fs::remove_file(&stamp_file);
+            let output = std::process::Command::new(wasq_tests::wasq_bin())
+                .arg("build")
+                .arg(root.join(source))
+                .arg("-o")
+                .arg(&wasm)
+                .arg("--cache-dir")
+                .arg(wasq_tests::cache_dir())
+                .current_dir(&root)
+                .output()
+                .expect("running wasq build");
+            assert!(
+                output.status.success(),
+                "wasq build {source} failed (is ComponentizeJS installed? scripts/setup):\n{}\n{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+            eprintln!("{}", String::from_utf8_lossy(&output.stdout).trim_end());
+            std::fs::write(&stamp_file, stamp).unwrap();
+        }
+        out
+    })
+}
+
+fn module(name: &str) -> String {
+    format!(
+        "{:?}",
+        components()
+            .join(format!("{name}.wasm"))
+            .display()
+            .to_string()
+    )
+}
+
+/// Task types of the JS examples. A JS component starts with about 9 MiB
+/// of linear memory (the engine and its snapshot).
+fn example_types() -> String {
+    format!(
+        r#"
+[tasks."notifications:email"]
+module = {email}
+memory = "64MiB"
+[tasks."webhooks:sync"]
+module = {webhook}
+memory = "64MiB"
+[tasks."compute:primes"]
+module = {primes}
+memory = "64MiB"
+[tasks."compute:primes-low-fuel"]
+module = {primes}
+memory = "64MiB"
+fuel = 200_000_000
+[tasks."compute:primes-unlimited"]
+module = {primes}
+memory = "64MiB"
+fuel = "unlimited"
+timeout = "500ms"
+"#,
+        email = module("email"),
+        webhook = module("webhook_sync"),
+        primes = module("primes"),
+    )
+}
+
+/// The misbehaving JS guest under the limits of the Rust one's tests
+/// (tests/e2e/sandbox.rs), with the memory a JS component needs.
+fn misbehave_types() -> String {
+    format!(
+        r#"
+[defaults]
+fuel = 500_000_000
+memory = "48MiB"
+timeout = "5s"
+
+[tasks.bad]
+module = {m}
+[tasks.unlimited]
+module = {m}
+fuel = "unlimited"
+timeout = "300ms"
+[tasks.granted]
+module = {m}
+enqueue = ["webhooks"]
+"#,
+        m = module("misbehave")
+    )
+}
+
+async fn run(runtime: &Runtime, task_type: &str, payload: &str) -> Execution {
+    runtime
+        .execute(Invocation::new(task_type, payload.as_bytes().to_vec()))
+        .await
+}
+
+fn ok_text(run: &Execution) -> String {
+    match &run.outcome {
+        Outcome::Success { result } => String::from_utf8(result.clone()).unwrap(),
+        Outcome::Failed { failure } => panic!("task failed: {failure}"),
+    }
+}
+
+fn trap(run: &Execution) -> &TrapCause {
+    match run.outcome.failure() {
+        Some(Failure::Trap { cause }) => cause,
+        other => panic!("expected a trap, got {other:?}"),
+    }
+}
+
+fn handler_error(run: &Execution) -> &HandlerError {
+    match run.outcome.failure() {
+        Some(Failure::Handler { error }) => error,
+        other => panic!("expected a handler error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn js_examples_give_the_rust_examples_results() {
+    let runtime = TestConfig::new(&example_types()).runtime();
+
+    let email = run(&runtime, "notifications:email", r#"{"to": 42, "from": 7}"#).await;
+    assert_eq!(ok_text(&email), "email sent from 7 to 42");
+    assert_eq!(email.logs.len(), 1, "{:?}", email.logs);
+    assert_eq!(
+        email.logs[0].message,
+        "sending email from user 7 to user 42"
+    );
+    assert!(email.logs[0].fields.contains(&("to".into(), "42".into())));
+    assert!(email.logs[0].fields.contains(&("from".into(), "7".into())));
+    eprintln!(
+        "js email: fuel {}, memory peak {} KiB, time {:?}",
+        email.fuel_consumed,
+        email.memory_peak >> 10,
+        email.wall_time
+    );
+
+    let hook = run(&runtime, "webhooks:sync", r#"{"data": 12345}"#).await;
+    assert_eq!(ok_text(&hook), "webhook 12345 processed");
+    assert_eq!(hook.logs[0].message, "processing webhook with data 12345");
+
+    // A payload that cannot work is archived at once, as in Rust.
+    let bad = run(&runtime, "webhooks:sync", r#"{"nodata": 1}"#).await;
+    assert!(
+        matches!(handler_error(&bad), HandlerError::SkipRetry { .. }),
+        "{:?}",
+        bad.outcome
+    );
+    let bad = run(&runtime, "notifications:email", "not json").await;
+    match handler_error(&bad) {
+        HandlerError::SkipRetry { message } => {
+            assert!(message.contains("not the expected JSON"), "{message}")
+        }
+        other => panic!("expected skip-retry, got {other:?}"),
+    }
+
+    let primes = run(&runtime, "compute:primes", r#"{"n": 100000}"#).await;
+    let result: serde_json::Value = serde_json::from_str(&ok_text(&primes)).unwrap();
+    assert_eq!(
+        result,
+        serde_json::json!({"n": 100000, "count": 9592, "largest": 99991})
+    );
+    assert_eq!(primes.progress, Some(100));
+    eprintln!(
+        "js primes to 100000: fuel {}, time {:?}",
+        primes.fuel_consumed, primes.wall_time
+    );
+}
+
+#[tokio::test]
+async fn a_js_interpreter_is_stopped_by_fuel_and_by_its_timeout() {
+    let runtime = TestConfig::new(&example_types()).runtime();
+    let run_fuel = run(&runtime, "compute:primes-low-fuel", r#"{"n": 10000000}"#).await;
+    assert_eq!(trap(&run_fuel), &TrapCause::OutOfFuel);
+    assert_eq!(run_fuel.fuel_consumed, 200_000_000);
+
+    let started = std::time::Instant::now();
+    let run_time = run(&runtime, "compute:primes-unlimited", r#"{"n": 40000000}"#).await;
+    assert_eq!(trap(&run_time), &TrapCause::Timeout);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    // The same runtime runs the next task normally.
+    let next = run(&runtime, "compute:primes", r#"{"n": 10}"#).await;
+    assert_eq!(ok_text(&next), r#"{"n":10,"count":4,"largest":7}"#);
+}
+
+#[tokio::test]
+async fn js_misbehaviour_is_classified_as_for_rust() {
+    let runtime = TestConfig::new(&misbehave_types()).runtime();
+
+    let looped = run(&runtime, "bad", r#"{"do": "loop"}"#).await;
+    assert_eq!(trap(&looped), &TrapCause::OutOfFuel);
+    assert_eq!(looped.fuel_consumed, 500_000_000);
+    let looped = run(&runtime, "unlimited", r#"{"do": "loop"}"#).await;
+    assert_eq!(trap(&looped), &TrapCause::Timeout);
+
+    let bomb = run(&runtime, "bad", r#"{"do": "memory"}"#).await;
+    assert_eq!(trap(&bomb), &TrapCause::MemoryLimit { limit: 48 << 20 });
+    assert!(bomb.memory_peak <= 48 << 20, "{}", bomb.memory_peak);
+
+    // Any other throw is a retry whose message has the error's name,
+    // message and stack.
+    let thrown = run(&runtime, "bad", r#"{"do": "throw"}"#).await;
+    match handler_error(&thrown) {
+        HandlerError::Retry { message, delay } => {
+            assert!(
+                message.starts_with("RangeError: deliberate error for the test"),
+                "{message}"
+            );
+            assert!(message.contains("fail@handler/misbehave.js:"), "{message}");
+            assert!(message.contains("handle"), "{message}");
+            assert_eq!(*delay, None);
+        }
+        other => panic!("expected a retry, got {other:?}"),
+    }
+
+    let denied = run(
+        &runtime,
+        "granted",
+        r#"{"do": "enqueue", "queue": "payments"}"#,
+    )
+    .await;
+    match handler_error(&denied) {
+        HandlerError::SkipRetry { message } => {
+            assert!(message.contains("enqueue denied"), "{message}");
+            assert!(message.contains("not granted queue"), "{message}");
+            assert!(message.contains("[denied]"), "{message}");
+        }
+        other => panic!("expected skip-retry, got {other:?}"),
+    }
+    assert!(denied.follow_ups.is_empty());
+    let granted = run(
+        &runtime,
+        "granted",
+        r#"{"do": "enqueue", "queue": "webhooks"}"#,
+    )
+    .await;
+    assert_eq!(granted.follow_ups.len(), 1, "{:?}", granted.outcome);
+    assert_eq!(ok_text(&granted), granted.follow_ups[0].id);
+    assert_eq!(granted.follow_ups[0].task_type, "webhooks:sync");
+
+    // The task as the handler sees it.
+    let mut invocation = Invocation::new("bad", br#"{"do": "info"}"#.to_vec());
+    invocation.queue = "mail".into();
+    let info = runtime.execute(invocation).await;
+    let seen: serde_json::Value = serde_json::from_str(&ok_text(&info)).unwrap();
+    assert_eq!(seen["taskType"], "bad");
+    assert_eq!(seen["queue"], "mail");
+    assert_eq!(seen["bytes"], 14);
+
+    // After all that, the same runtime runs a normal task.
+    assert_eq!(
+        ok_text(&run(&runtime, "bad", r#"{"do": "ok"}"#).await),
+        r#"{"do": "ok"}"#
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn js_handlers_run_on_a_worker_and_from_the_cli() {
+    let q = unique_queue("js");
+    let mut body = shared_cluster().toml();
+    body.push_str(&queue_sections(&[(&q, 1, None)]));
+    body.push_str(&example_types());
+    body.push_str(&format!(
+        r#"
+[tasks."js:bad"]
+module = {misbehave}
+memory = "48MiB"
+"#,
+        misbehave = module("misbehave"),
+    ));
+    let config = TestConfig::new(&body);
+    let mut worker = RunningWorker::start(&config).await;
+    let client = cluster_client().await;
+
+    // Enqueued by the Rust client.
+    let email = client
+        .enqueue(
+            Task::new("notifications:email", br#"{"to": 42, "from": 7}"#.to_vec()),
+            TaskOptions::default().queue(&q),
+        )
+        .await
+        .unwrap();
+    let events = worker.next(1, Duration::from_secs(30)).await;
+    assert_eq!(events[0].id, email.id);
+    assert_eq!(events[0].disposition, Disposition::Done);
+    assert_eq!(events[0].result.as_deref(), Some("email sent from 7 to 42"));
+
+    // Enqueued by `wasq enqueue`.
+    let addrs = shared_cluster().addrs().join(",");
+    let (code, out, err) = run_wasq(&[
+        "enqueue",
+        "webhooks:sync",
+        "--cluster",
+        "--cluster-addrs",
+        &addrs,
+        "--queue",
+        &q,
+        "--payload",
+        r#"{"data": 1234}"#,
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let enqueued: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let events = worker.next(1, Duration::from_secs(30)).await;
+    assert_eq!(
+        Some(events[0].id.as_str()),
+        enqueued["id"].as_str(),
+        "{out}"
+    );
+    assert_eq!(events[0].task_type, "webhooks:sync");
+    assert_eq!(events[0].disposition, Disposition::Done);
+    assert_eq!(events[0].result.as_deref(), Some("webhook 1234 processed"));
+
+    // A throw stores the stack as the task's error.
+    let thrown = client
+        .enqueue(
+            Task::new("js:bad", br#"{"do": "throw"}"#.to_vec()),
+            TaskOptions::default().queue(&q).max_retry(0),
+        )
+        .await
+        .unwrap();
+    let events = worker.next(1, Duration::from_secs(30)).await;
+    assert_eq!(events[0].id, thrown.id);
+    assert_eq!(events[0].disposition, Disposition::Archived);
+    let error = events[0].error.as_deref().unwrap_or_default();
+    assert!(error.contains("RangeError"), "{error}");
+    assert!(error.contains("misbehave.js:"), "{error}");
+    worker.stop().await;
+}
+
+#[test]
+fn wasq_build_names_the_missing_js_toolchain() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("handler.js");
+    std::fs::copy(root().join("examples-wasm/js/email.js"), &source).unwrap();
+    let output = std::process::Command::new(wasq_tests::wasq_bin())
+        .arg("build")
+        .arg(&source)
+        .arg("-o")
+        .arg(dir.path().join("out.wasm"))
+        .env("WASQ_TOOLS", dir.path().join("none"))
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(err.contains("ComponentizeJS is not installed"), "{err}");
+    assert!(err.contains("scripts/setup"), "{err}");
+}
