@@ -48,10 +48,11 @@ pub fn modules_in(dir: &Path) -> anyhow::Result<Vec<String>> {
     let mut modules = Vec::new();
     for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
         let path = entry?.path();
-        if path.is_file() && path.extension().is_some_and(|e| e == "py") {
-            if let Some(stem) = path.file_stem().and_then(|s| s.to_str()) {
-                modules.push(stem.to_owned());
-            }
+        if !path.is_file() || path.extension().is_none_or(|e| e != "py") {
+            continue;
+        }
+        if let Some(stem) = path.file_stem().and_then(|s| s.to_str()) {
+            modules.push(stem.to_owned());
         }
     }
     modules.sort();
