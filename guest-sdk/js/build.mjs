@@ -2,12 +2,13 @@
 //
 //   node guest-sdk/js/build.mjs <handler.js> <wit dir> <world> <out.wasm>
 //
-// `wasq build handler.js -o out.wasm` runs this script. ComponentizeJS comes
-// from the project's tools dir (scripts/setup: npm ci --prefix .tools/js),
-// or from $WASQ_JS_TOOLS (a dir holding its node_modules). Plain mode only:
-// no AOT (weval), which would download a tool at first use.
+// `wasq build handler.js -o out.wasm` runs this script (with WASQ_JS_QUIET set:
+// wasq reports the build itself). ComponentizeJS comes from the project's
+// tools dir (scripts/setup: npm ci --prefix .tools/js), or from
+// $WASQ_JS_TOOLS (a dir holding its node_modules). Plain mode only: no AOT
+// (weval), which would download a tool at first use.
 //
-// The handler's directory is copied into a scratch dir next to this SDK, and
+// The handler's directory is copied into a scratch dir beside a copy of the SDK, and
 // its `import ... from 'wasq-guest'` become relative imports of the SDK, so
 // a handler names the SDK as it would with npm. The engine's WASI http and
 // fetch are left out: the host does not provide wasi:http.
@@ -97,7 +98,9 @@ try {
   await mkdir(dirname(outPath), { recursive: true });
   await writeFile(outPath, component);
   const kib = Math.round(component.length / 1024);
-  console.error(`built ${out} (${kib} KiB) in ${((Date.now() - started) / 1000).toFixed(1)}s`);
+  if (!process.env.WASQ_JS_QUIET) {
+    console.error(`built ${out} (${kib} KiB) in ${((Date.now() - started) / 1000).toFixed(1)}s`);
+  }
 } catch (error) {
   fail(`componentizing ${source}: ${error?.stack ?? error}`);
 } finally {

@@ -269,6 +269,16 @@ async fn js_misbehaviour_is_classified_as_for_rust() {
     let looped = run(&runtime, "unlimited", r#"{"do": "loop"}"#).await;
     assert_eq!(trap(&looped), &TrapCause::Timeout);
 
+    // Waiting on the host (a timer) is stopped by the deadline as well.
+    let started = std::time::Instant::now();
+    let slept = run(&runtime, "unlimited", r#"{"do": "sleep"}"#).await;
+    assert_eq!(trap(&slept), &TrapCause::Timeout);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+
     let bomb = run(&runtime, "bad", r#"{"do": "memory"}"#).await;
     assert_eq!(trap(&bomb), &TrapCause::MemoryLimit { limit: 48 << 20 });
     assert!(bomb.memory_peak <= 48 << 20, "{}", bomb.memory_peak);

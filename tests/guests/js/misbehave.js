@@ -24,6 +24,9 @@ export const handle = defineHandler((task) => {
       const blocks = [];
       for (;;) blocks.push(new Uint8Array(1 << 20).fill(blocks.length & 255));
     }
+    case 'sleep':
+      // Waits on the host (a timer) far past any timeout.
+      return new Promise((resolve) => setTimeout(() => resolve('woke'), 600_000));
     case 'throw':
       fail(3);
       return 'unreachable';

@@ -64,6 +64,7 @@ pub fn build(source: &Path, out: &Path, wit: &Path) -> anyhow::Result<()> {
             .arg(WORLD)
             .arg(&out)
             .env("WASQ_JS_TOOLS", &tools)
+            .env("WASQ_JS_QUIET", "1")
             .current_dir(work.path()),
         "node (ComponentizeJS)",
     )
