@@ -299,6 +299,23 @@ async fn js_misbehaviour_is_classified_as_for_rust() {
         other => panic!("expected a retry, got {other:?}"),
     }
 
+    // The SDK's own errors say what the host does.
+    let later = run(&runtime, "bad", r#"{"do": "retry-after"}"#).await;
+    assert_eq!(
+        handler_error(&later),
+        &HandlerError::Retry {
+            message: "try again later".into(),
+            delay: Some(Duration::from_millis(1500))
+        }
+    );
+    let revoked = run(&runtime, "bad", r#"{"do": "revoke"}"#).await;
+    assert_eq!(
+        handler_error(&revoked),
+        &HandlerError::Revoke {
+            message: "nobody wants this".into()
+        }
+    );
+
     let denied = run(
         &runtime,
         "granted",

@@ -3,7 +3,7 @@
 // tests/e2e/js.rs checks that the host classifies each exactly as it does
 // for Rust. StarlingMonkey gives JS no file API, so there is no file mode.
 
-import { defineHandler, enqueue, EnqueueError, log, SkipRetry } from 'wasq-guest';
+import { defineHandler, enqueue, EnqueueError, log, Retry, Revoke, SkipRetry } from 'wasq-guest';
 
 function fail(depth) {
   if (depth > 0) return fail(depth - 1);
@@ -27,6 +27,10 @@ export const handle = defineHandler((task) => {
     case 'sleep':
       // Waits on the host (a timer) far past any timeout.
       return new Promise((resolve) => setTimeout(() => resolve('woke'), 600_000));
+    case 'retry-after':
+      throw new Retry('try again later', { after: 1500 });
+    case 'revoke':
+      throw new Revoke('nobody wants this');
     case 'throw':
       fail(3);
       return 'unreachable';
