@@ -1,4 +1,6 @@
-//! The queue benchmark: enqueue and drain rates, enqueue-to-start latency,
+//! The queue benchmark: enqueue and drain rates, enqueue-to-start latency
+//! (with wasq's client, and with a producer that writes Asynq's layout
+//! without a wake token), the Redis commands an idle queue costs a worker,
 //! worker memory and Redis CPU per task, on a local cluster of 3 masters
 //! with a replica each (appendonly on) started by the test harness.
 //! `redis-benchmark` measures LPUSH and RPOP on the queues' master in the
@@ -9,7 +11,7 @@
 //! Run it with `scripts/bench` (builds the release binary and installs the
 //! BullMQ driver's node modules first). `WASQ_BENCH_TASKS` sets the size
 //! (the sequential enqueue uses a tenth of it), `WASQ_BENCH_QUICK=1`
-//! measures the drain only (`=latency`: the latency only),
+//! measures the drain only (`=latency`: the latency and idle cost only),
 //! `WASQ_BENCH_DEBUG=1` prints the masters' command statistics for the
 //! drain, `WASQ_BENCH_DRAIN=both` drains the two queues side by side
 //! instead of one at a time.
@@ -19,7 +21,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::stream::{self, StreamExt};
-use wasq::broker::Broker;
+use redis::AsyncCommands as _;
+use wasq::broker::{Broker, QueueKeys, keys};
+use wasq::proto::TaskMessage;
 use wasq::{Client, Task, TaskOptions};
 use wasq_tests::procfs::{cpu_seconds, status_kib};
 use wasq_tests::redis::{RedisCluster, RedisServer};
@@ -486,22 +490,95 @@ fn guest_runs(addr: &str, queues: &[&str]) -> GuestRuns {
 }
 
 /// Enqueue-to-start latency at a fixed 500 tasks/s into an idle queue,
-/// printed as p50 and p99.
+/// printed as p50 and p99: once with wasq's client, once with a producer
+/// that writes Asynq's layout without a wake token. Then what one idle
+/// queue costs one worker in Redis commands.
 async fn latency(
     cluster: &RedisCluster,
     client: &Client,
     wasq: &str,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let latency = TestConfig::new(&format!(
-        "{}\n[worker]\nconcurrency = {CALLERS}\n[queues.bench-latency]\n\
+    println!(
+        "  enqueue-to-start latency at {LATENCY_RATE} tasks/s into an idle queue \
+         ({LATENCY_TASKS} tasks each), p50 / p99:"
+    );
+    for producer in [Producer::Wasq, Producer::Asynq] {
+        let latencies = latency_run(cluster, client, wasq, producer).await?;
+        let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
+        row(
+            &format!("  {}", producer.label()),
+            format!("{:.2} / {:.2} ms", at(0.5), at(0.99)),
+            "",
+        );
+    }
+    idle_cost(cluster, wasq).await
+}
+
+/// Tasks per second of the latency runs.
+const LATENCY_RATE: u64 = 500;
+/// Tasks in each latency run.
+const LATENCY_TASKS: usize = 2500;
+
+/// Who writes the latency run's tasks.
+#[derive(Clone, Copy)]
+enum Producer {
+    /// wasq's client: the task and a wake token.
+    Wasq,
+    /// What Asynq's Go client writes for a pending task, with no wake
+    /// token: the worker sees these tasks only by probing the pending list.
+    Asynq,
+}
+
+impl Producer {
+    fn label(self) -> &'static str {
+        match self {
+            Producer::Wasq => "wasq's client (the task and a wake token)",
+            Producer::Asynq => "Asynq's layout (HSET + LPUSH), no wake token",
+        }
+    }
+
+    fn queue(self) -> &'static str {
+        match self {
+            Producer::Wasq => "bench-latency",
+            Producer::Asynq => "bench-latency-asynq",
+        }
+    }
+}
+
+/// Asynq's enqueue script (`enqueueCmd` in Asynq's `internal/rdb`), as its
+/// Go client runs it for a pending task: the task hash, then its id on the
+/// pending list. KEYS: the task hash, the pending list; ARGV: the encoded
+/// `TaskMessage`, the id, the time in Unix nanoseconds.
+const ASYNQ_ENQUEUE: &str = r#"
+if redis.call("EXISTS", KEYS[1]) == 1 then
+  return 0
+end
+redis.call("HSET", KEYS[1], "msg", ARGV[1], "state", "pending", "pending_since", ARGV[3])
+redis.call("LPUSH", KEYS[2], ARGV[2])
+return 1
+"#;
+
+/// One latency run: a fresh worker on `producer`'s queue, LATENCY_TASKS
+/// tasks at LATENCY_RATE, each with the time it was sent in its id; the
+/// `started` guest returns the time its sandbox started (the guest's wall
+/// clock is frozen at the start). Returns the latencies in ms, sorted.
+async fn latency_run(
+    cluster: &RedisCluster,
+    client: &Client,
+    wasq: &str,
+    producer: Producer,
+) -> Result<Vec<f64>, Box<dyn std::error::Error>> {
+    let queue = producer.queue();
+    let config = TestConfig::new(&format!(
+        "{}\n[worker]\nconcurrency = {CALLERS}\n[queues.{queue}]\n\
          [tasks.started]\nmodule = \"{{guests}}/misbehave.wasm\"\n",
         cluster.toml()
     ));
-    let latency_path = latency.path.display().to_string();
-    run(wasq, &["check", "--config", &latency_path]);
+    let config_path = config.path.display().to_string();
+    run(wasq, &["check", "--config", &config_path]);
     let mut worker = KillOnDrop(
         Command::new(wasq)
-            .args(["worker", "--json", "--config", &latency_path])
+            .args(["worker", "--json", "--config", &config_path])
             .stdout(Stdio::piped())
             .spawn()?,
     );
@@ -511,22 +588,55 @@ async fn latency(
             .lines()
             .map_while(Result::ok)
             .filter_map(|line| serde_json::from_str::<serde_json::Value>(&line).ok())
-            .take(2500)
+            .take(LATENCY_TASKS)
             .collect::<Vec<_>>()
     });
+    let queue_keys = QueueKeys::new(queue);
+    let mut conn = client.broker().conn();
+    let script = redis::Script::new(ASYNQ_ENQUEUE);
+    if let Producer::Asynq = producer {
+        // Asynq's client adds the queue to the set of all queues.
+        let _: () = conn.sadd(keys::ALL_QUEUES, queue).await?;
+    }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let mut tick = tokio::time::interval(Duration::from_millis(2));
-    for _ in 0..2500 {
+    let payload = br#"{"do": "started"}"#;
+    let mut tick = tokio::time::interval(Duration::from_secs(1) / LATENCY_RATE as u32);
+    for _ in 0..LATENCY_TASKS {
         tick.tick().await;
         let sent = SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos();
-        client
-            .enqueue(
-                Task::new("started", br#"{"do": "started"}"#.to_vec()),
-                TaskOptions::default()
-                    .queue("bench-latency")
-                    .task_id(format!("lat-{sent}")),
-            )
-            .await?;
+        let id = format!("lat-{sent}");
+        match producer {
+            Producer::Wasq => {
+                client
+                    .enqueue(
+                        Task::new("started", payload.to_vec()),
+                        TaskOptions::default().queue(queue).task_id(id),
+                    )
+                    .await?;
+            }
+            Producer::Asynq => {
+                // Asynq's defaults for a task enqueued with no options:
+                // 25 retries, a 30-minute timeout.
+                let msg = TaskMessage {
+                    r#type: "started".into(),
+                    payload: payload.to_vec(),
+                    id: id.clone(),
+                    queue: queue.into(),
+                    retry: 25,
+                    timeout: 1800,
+                    ..Default::default()
+                };
+                let added: i64 = script
+                    .key(queue_keys.task(&id))
+                    .key(queue_keys.pending())
+                    .arg(encode_task_message(&msg))
+                    .arg(&id)
+                    .arg(sent.to_string())
+                    .invoke_async(&mut conn)
+                    .await?;
+                assert_eq!(added, 1, "Asynq's enqueue script refused {id}");
+            }
+        }
     }
     let events = reader.join().expect("reader thread");
     stop(&mut worker.0);
@@ -538,18 +648,150 @@ async fn latency(
             Some(started.saturating_sub(sent) as f64 / 1e6)
         })
         .collect();
+    assert_eq!(
+        latencies.len(),
+        LATENCY_TASKS,
+        "{} latency run: not every task reported its start",
+        producer.label()
+    );
     latencies.sort_by(f64::total_cmp);
-    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
+    Ok(latencies)
+}
 
+/// Encodes `msg` as protobuf, as prost (and Asynq's Go client) does: the
+/// fields in tag order, those at their default left out. The benchmark
+/// binary has no prost of its own; the test below pins this to prost.
+fn encode_task_message(msg: &TaskMessage) -> Vec<u8> {
+    fn varint(out: &mut Vec<u8>, mut v: u64) {
+        while v >= 0x80 {
+            out.push(v as u8 | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+    fn bytes(out: &mut Vec<u8>, tag: u64, b: &[u8]) {
+        if !b.is_empty() {
+            varint(out, tag << 3 | 2);
+            varint(out, b.len() as u64);
+            out.extend_from_slice(b);
+        }
+    }
+    fn int(out: &mut Vec<u8>, tag: u64, v: i64) {
+        if v != 0 {
+            varint(out, tag << 3);
+            // Negative int32 and int64 alike: ten bytes, sign-extended.
+            varint(out, v as u64);
+        }
+    }
+    assert!(msg.headers.is_empty(), "headers are not encoded here");
+    let mut out = Vec::new();
+    bytes(&mut out, 1, msg.r#type.as_bytes());
+    bytes(&mut out, 2, &msg.payload);
+    bytes(&mut out, 3, msg.id.as_bytes());
+    bytes(&mut out, 4, msg.queue.as_bytes());
+    int(&mut out, 5, msg.retry.into());
+    int(&mut out, 6, msg.retried.into());
+    bytes(&mut out, 7, msg.error_msg.as_bytes());
+    int(&mut out, 8, msg.timeout);
+    int(&mut out, 9, msg.deadline);
+    bytes(&mut out, 10, msg.unique_key.as_bytes());
+    int(&mut out, 11, msg.last_failed_at);
+    int(&mut out, 12, msg.retention);
+    int(&mut out, 13, msg.completed_at);
+    bytes(&mut out, 14, msg.group_key.as_bytes());
+    out
+}
+
+/// Seconds an idle worker is watched for [`idle_cost`].
+const IDLE_SECS: u64 = 10;
+
+/// What one idle queue costs one worker: the commands the queue's master
+/// runs per second while a worker serves a fresh queue that never gets a
+/// task, counted from `INFO commandstats` before and after IDLE_SECS (no
+/// MONITOR). The wait for work is the waker's BLPOP and its probe (LLEN
+/// and EXISTS); the total adds the rest of the worker's upkeep on that
+/// master, leaving out the benchmark's own INFO calls and the replica's
+/// REPLCONF.
+async fn idle_cost(cluster: &RedisCluster, wasq: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let queue = "bench-idle";
+    let config = TestConfig::new(&format!(
+        "{}\n[worker]\nconcurrency = {CALLERS}\n[queues.{queue}]\n\
+         [tasks.started]\nmodule = \"{{guests}}/misbehave.wasm\"\n",
+        cluster.toml()
+    ));
+    let config_path = config.path.display().to_string();
+    run(wasq, &["check", "--config", &config_path]);
+    let master = cluster.master_of(cluster.slot_of(&QueueKeys::new(queue).pending()));
+    let mut worker = KillOnDrop(
+        Command::new(wasq)
+            .args(["worker", "--quiet", "--config", &config_path])
+            .stdout(Stdio::null())
+            .spawn()?,
+    );
+    // Past start-up: the waker's first wait and the first claims.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let before = command_calls(master);
+    tokio::time::sleep(Duration::from_secs(IDLE_SECS)).await;
+    let after = command_calls(master);
+    let exited = worker.0.try_wait()?;
+    stop(&mut worker.0);
+    assert!(exited.is_none(), "the idle worker exited: {exited:?}");
+    let mut per_s: Vec<(String, f64)> = after
+        .iter()
+        .map(|(name, calls)| {
+            let was = before.get(name).copied().unwrap_or(0);
+            (name.clone(), (calls - was) as f64 / IDLE_SECS as f64)
+        })
+        .filter(|(name, rate)| *rate > 0.0 && name != "info" && name != "replconf")
+        .collect();
+    per_s.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    let rate = |names: &[&str]| -> f64 {
+        per_s
+            .iter()
+            .filter(|(n, _)| names.contains(&n.as_str()))
+            .map(|(_, r)| r)
+            .sum()
+    };
     row(
-        &format!(
-            "enqueue-to-start latency at 500 tasks/s ({} tasks), p50 / p99",
-            latencies.len()
+        &format!("one idle queue, one worker ({IDLE_SECS} s): BLPOP + LLEN + EXISTS"),
+        format!("{:.1} commands/s", rate(&["blpop", "llen", "exists"])),
+        "on the queue's master",
+    );
+    row(
+        "  every command on that master, those inside scripts included",
+        format!(
+            "{:.1} commands/s",
+            per_s.iter().map(|(_, r)| r).sum::<f64>()
         ),
-        format!("{:.2} / {:.2} ms", at(0.5), at(0.99)),
         "",
     );
+    println!(
+        "    ({})",
+        per_s
+            .iter()
+            .map(|(n, r)| format!("{} {r:.1}", n.to_uppercase()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     Ok(())
+}
+
+/// Calls per command (`INFO commandstats`) of one server.
+fn command_calls(server: &RedisServer) -> std::collections::BTreeMap<String, u64> {
+    server
+        .cli(&["INFO", "commandstats"])
+        .lines()
+        .filter_map(|l| {
+            let (name, stats) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = stats
+                .strip_prefix("calls=")?
+                .split(',')
+                .next()?
+                .parse()
+                .ok()?;
+            Some((name.to_owned(), calls))
+        })
+        .collect()
 }
 
 async fn enqueue_batched(
@@ -706,23 +948,9 @@ fn calls(
         .nodes
         .iter()
         .filter(|n| node(n))
-        .flat_map(|n| {
-            n.cli(&["INFO", "commandstats"])
-                .lines()
-                .filter_map(|l| {
-                    let (name, stats) = l.strip_prefix("cmdstat_")?.split_once(':')?;
-                    if !command(name) {
-                        return None;
-                    }
-                    stats
-                        .strip_prefix("calls=")?
-                        .split(',')
-                        .next()?
-                        .parse::<u64>()
-                        .ok()
-                })
-                .collect::<Vec<_>>()
-        })
+        .flat_map(command_calls)
+        .filter(|(name, _)| command(name))
+        .map(|(_, calls)| calls)
         .sum()
 }
 
@@ -732,4 +960,38 @@ async fn processed(broker: &Broker, queue: &str) -> u64 {
         .await
         .map(|s| s.processed_total)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message as _;
+    use wasq::proto::TaskMessage;
+
+    #[test]
+    fn the_hand_encoding_of_a_task_message_is_prosts() {
+        let full = TaskMessage {
+            r#type: "email:send".into(),
+            payload: vec![0, 1, 0x80, 0xff],
+            id: "a".repeat(200),
+            queue: "default".into(),
+            retry: -1,
+            retried: 3,
+            error_msg: "boom".into(),
+            last_failed_at: 1_700_000_000,
+            timeout: 1800,
+            deadline: -5,
+            unique_key: "asynq:{default}:unique:x".into(),
+            group_key: "g".into(),
+            retention: 86_400,
+            completed_at: i64::MAX,
+            ..Default::default()
+        };
+        for msg in [full, TaskMessage::default()] {
+            assert_eq!(
+                super::encode_task_message(&msg),
+                msg.encode_to_vec(),
+                "{msg:?}"
+            );
+        }
+    }
 }
