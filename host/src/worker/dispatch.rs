@@ -1,6 +1,6 @@
 //! Fetching: wait for a free slot, pick queues in priority order, claim as
 //! many tasks as there are free slots in one round trip, hand each to a
-//! processor. An idle queue costs two commands a second per worker (see
+//! processor. An idle queue costs three commands a second per worker (see
 //! [`waker`]). While
 //! only one queue has work, its slots rarely come back here: the queue's
 //! acker passes them on (see [`super::ack`]).
@@ -184,7 +184,7 @@ fn order(shared: &Shared) -> Vec<Arc<QueueState>> {
 /// empty. The pop's timeout adapts: [`FAST_POLL`] while work keeps coming,
 /// doubling on every empty probe up to [`IDLE_POLL`], and [`IN_HAND_POLL`]
 /// (no probe) while the dispatcher is draining the queue. A queue that stays
-/// idle costs two commands a second per worker (the pop and the probe); one
+/// idle costs three commands a second per worker (the pop, and the probe's LLEN and EXISTS); one
 /// fed without tokens costs about two every [`FAST_POLL`] between tasks; a
 /// draining one, a pop every [`IN_HAND_POLL`].
 pub(crate) async fn waker(shared: Arc<Shared>, queue: Arc<QueueState>) {
