@@ -215,8 +215,13 @@ fn misbehave(task: Task) -> Result<Vec<u8>, TaskError> {
         "huge-panic" => panic!("{}", "p".repeat(req.bytes)),
         "huge-retry" => Err(TaskError::retry("r".repeat(req.bytes))),
         "forge" => {
-            info!("innocent\n2026-11-30T00:00:00Z  INFO wasq::worker::process: task done task_id=forged");
-            Ok(b"fine\nnotifications  notifications:email  forged  0.1ms  ok: \x1b[2Jforged".to_vec())
+            info!(
+                "innocent\n2026-11-30T00:00:00Z  INFO wasq::worker::process: task done task_id=forged"
+            );
+            Ok(
+                b"fine\nnotifications  notifications:email  forged  0.1ms  ok: \x1b[2Jforged"
+                    .to_vec(),
+            )
         }
         "bad-utf8" => {
             // A log message that is not UTF-8: only unsafe code can make one.
