@@ -16,12 +16,13 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use wasq::runtime::{Execution, Failure, HandlerError, Invocation, Outcome, Runtime, TrapCause};
+use wasq::runtime::{HandlerError, Invocation, TrapCause};
 use wasq::worker::Disposition;
 use wasq::{Task, TaskOptions};
 use wasq_tests::redis::shared_cluster;
 use wasq_tests::{TestConfig, run_wasq, unique_queue};
 
+use crate::interpreted::{self, handler_error, ok_text, run, trap};
 use crate::support::*;
 
 /// The JavaScript sources built for the tests: (source, component name).
@@ -106,137 +107,20 @@ fn module(name: &str) -> String {
     )
 }
 
-/// Task types of the JS examples. A JS component starts with about 9 MiB
-/// of linear memory (the engine and its snapshot).
+/// Task types of the JS examples.
 fn example_types() -> String {
-    format!(
-        r#"
-[tasks."notifications:email"]
-module = {email}
-memory = "64MiB"
-[tasks."webhooks:sync"]
-module = {webhook}
-memory = "64MiB"
-[tasks."compute:primes"]
-module = {primes}
-memory = "64MiB"
-[tasks."compute:primes-low-fuel"]
-module = {primes}
-memory = "64MiB"
-fuel = 200_000_000
-[tasks."compute:primes-unlimited"]
-module = {primes}
-memory = "64MiB"
-fuel = "unlimited"
-timeout = "500ms"
-"#,
-        email = module("email"),
-        webhook = module("webhook_sync"),
-        primes = module("primes"),
-    )
+    interpreted::example_types(&module("email"), &module("webhook_sync"), &module("primes"))
 }
 
-/// The misbehaving JS guest under the limits of the Rust one's tests
-/// (tests/e2e/sandbox.rs), with the memory a JS component needs.
+/// The misbehaving JS guest under the Rust one's limits.
 fn misbehave_types() -> String {
-    format!(
-        r#"
-[defaults]
-fuel = 500_000_000
-memory = "48MiB"
-timeout = "5s"
-
-[tasks.bad]
-module = {m}
-[tasks.unlimited]
-module = {m}
-fuel = "unlimited"
-timeout = "300ms"
-[tasks.granted]
-module = {m}
-enqueue = ["webhooks"]
-"#,
-        m = module("misbehave")
-    )
-}
-
-async fn run(runtime: &Runtime, task_type: &str, payload: &str) -> Execution {
-    runtime
-        .execute(Invocation::new(task_type, payload.as_bytes().to_vec()))
-        .await
-}
-
-fn ok_text(run: &Execution) -> String {
-    match &run.outcome {
-        Outcome::Success { result } => String::from_utf8(result.clone()).unwrap(),
-        Outcome::Failed { failure } => panic!("task failed: {failure}"),
-    }
-}
-
-fn trap(run: &Execution) -> &TrapCause {
-    match run.outcome.failure() {
-        Some(Failure::Trap { cause }) => cause,
-        other => panic!("expected a trap, got {other:?}"),
-    }
-}
-
-fn handler_error(run: &Execution) -> &HandlerError {
-    match run.outcome.failure() {
-        Some(Failure::Handler { error }) => error,
-        other => panic!("expected a handler error, got {other:?}"),
-    }
+    interpreted::misbehave_types(&module("misbehave"))
 }
 
 #[tokio::test]
 async fn js_examples_give_the_rust_examples_results() {
     let runtime = TestConfig::new(&example_types()).runtime();
-
-    let email = run(&runtime, "notifications:email", r#"{"to": 42, "from": 7}"#).await;
-    assert_eq!(ok_text(&email), "email sent from 7 to 42");
-    assert_eq!(email.logs.len(), 1, "{:?}", email.logs);
-    assert_eq!(
-        email.logs[0].message,
-        "sending email from user 7 to user 42"
-    );
-    assert!(email.logs[0].fields.contains(&("to".into(), "42".into())));
-    assert!(email.logs[0].fields.contains(&("from".into(), "7".into())));
-    eprintln!(
-        "js email: fuel {}, memory peak {} KiB, time {:?}",
-        email.fuel_consumed,
-        email.memory_peak >> 10,
-        email.wall_time
-    );
-
-    let hook = run(&runtime, "webhooks:sync", r#"{"data": 12345}"#).await;
-    assert_eq!(ok_text(&hook), "webhook 12345 processed");
-    assert_eq!(hook.logs[0].message, "processing webhook with data 12345");
-
-    // A payload that cannot work is archived at once, as in Rust.
-    let bad = run(&runtime, "webhooks:sync", r#"{"nodata": 1}"#).await;
-    assert!(
-        matches!(handler_error(&bad), HandlerError::SkipRetry { .. }),
-        "{:?}",
-        bad.outcome
-    );
-    let bad = run(&runtime, "notifications:email", "not json").await;
-    match handler_error(&bad) {
-        HandlerError::SkipRetry { message } => {
-            assert!(message.contains("not the expected JSON"), "{message}")
-        }
-        other => panic!("expected skip-retry, got {other:?}"),
-    }
-
-    let primes = run(&runtime, "compute:primes", r#"{"n": 100000}"#).await;
-    let result: serde_json::Value = serde_json::from_str(&ok_text(&primes)).unwrap();
-    assert_eq!(
-        result,
-        serde_json::json!({"n": 100000, "count": 9592, "largest": 99991})
-    );
-    assert_eq!(primes.progress, Some(100));
-    eprintln!(
-        "js primes to 100000: fuel {}, time {:?}",
-        primes.fuel_consumed, primes.wall_time
-    );
+    interpreted::examples_give_the_rust_examples_results(&runtime, "js").await;
 }
 
 #[tokio::test]

@@ -12,6 +12,7 @@ mod follow_ups;
 mod fs_limits;
 mod hostile;
 mod inspect;
+mod interpreted;
 mod js;
 mod leases;
 mod lifecycle;

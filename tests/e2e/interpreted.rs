@@ -1,0 +1,137 @@
+//! What the tests of the interpreted languages (Python, JavaScript) share:
+//! the task types of their examples and of their misbehaving guest, the
+//! helpers that read an [`Execution`], and the check that their examples
+//! give the Rust examples' results.
+
+use wasq::runtime::{Execution, Failure, HandlerError, Invocation, Outcome, Runtime, TrapCause};
+
+/// Task types of a language's examples (the modules as TOML strings): the
+/// email, the webhook and the prime sieve, the sieve also under a small
+/// fuel budget and with unlimited fuel and a short timeout. An interpreter's
+/// component starts with 9 to 13 MiB of linear memory.
+pub(crate) fn example_types(email: &str, webhook: &str, primes: &str) -> String {
+    format!(
+        r#"
+[tasks."notifications:email"]
+module = {email}
+memory = "64MiB"
+[tasks."webhooks:sync"]
+module = {webhook}
+memory = "64MiB"
+[tasks."compute:primes"]
+module = {primes}
+memory = "64MiB"
+[tasks."compute:primes-low-fuel"]
+module = {primes}
+memory = "64MiB"
+fuel = 200_000_000
+[tasks."compute:primes-unlimited"]
+module = {primes}
+memory = "64MiB"
+fuel = "unlimited"
+timeout = "500ms"
+"#
+    )
+}
+
+/// A misbehaving guest `m` under the limits of the Rust one's tests
+/// (tests/e2e/sandbox.rs), with the memory an interpreter needs.
+pub(crate) fn misbehave_types(m: &str) -> String {
+    format!(
+        r#"
+[defaults]
+fuel = 500_000_000
+memory = "48MiB"
+timeout = "5s"
+
+[tasks.bad]
+module = {m}
+[tasks.unlimited]
+module = {m}
+fuel = "unlimited"
+timeout = "300ms"
+[tasks.granted]
+module = {m}
+enqueue = ["webhooks"]
+"#
+    )
+}
+
+pub(crate) async fn run(runtime: &Runtime, task_type: &str, payload: &str) -> Execution {
+    runtime
+        .execute(Invocation::new(task_type, payload.as_bytes().to_vec()))
+        .await
+}
+
+pub(crate) fn ok_text(run: &Execution) -> String {
+    match &run.outcome {
+        Outcome::Success { result } => String::from_utf8(result.clone()).unwrap(),
+        Outcome::Failed { failure } => panic!("task failed: {failure}"),
+    }
+}
+
+pub(crate) fn trap(run: &Execution) -> &TrapCause {
+    match run.outcome.failure() {
+        Some(Failure::Trap { cause }) => cause,
+        other => panic!("expected a trap, got {other:?}"),
+    }
+}
+
+pub(crate) fn handler_error(run: &Execution) -> &HandlerError {
+    match run.outcome.failure() {
+        Some(Failure::Handler { error }) => error,
+        other => panic!("expected a handler error, got {other:?}"),
+    }
+}
+
+/// The examples of language `lang` in `runtime` (with [`example_types`])
+/// give the Rust examples' results and logs, and archive a bad payload at
+/// once as they do.
+pub(crate) async fn examples_give_the_rust_examples_results(runtime: &Runtime, lang: &str) {
+    let email = run(runtime, "notifications:email", r#"{"to": 42, "from": 7}"#).await;
+    assert_eq!(ok_text(&email), "email sent from 7 to 42");
+    assert_eq!(email.logs.len(), 1, "{:?}", email.logs);
+    assert_eq!(
+        email.logs[0].message,
+        "sending email from user 7 to user 42"
+    );
+    assert!(email.logs[0].fields.contains(&("to".into(), "42".into())));
+    assert!(email.logs[0].fields.contains(&("from".into(), "7".into())));
+    eprintln!(
+        "{lang} email: fuel {}, memory peak {} KiB, time {:?}",
+        email.fuel_consumed,
+        email.memory_peak >> 10,
+        email.wall_time
+    );
+
+    let hook = run(runtime, "webhooks:sync", r#"{"data": 12345}"#).await;
+    assert_eq!(ok_text(&hook), "webhook 12345 processed");
+    assert_eq!(hook.logs[0].message, "processing webhook with data 12345");
+
+    // A payload that cannot work is archived at once, as in Rust.
+    let bad = run(runtime, "webhooks:sync", r#"{"nodata": 1}"#).await;
+    assert!(
+        matches!(handler_error(&bad), HandlerError::SkipRetry { .. }),
+        "{:?}",
+        bad.outcome
+    );
+    let bad = run(runtime, "notifications:email", "not json").await;
+    match handler_error(&bad) {
+        HandlerError::SkipRetry { message } => {
+            assert!(message.contains("not the expected JSON"), "{message}")
+        }
+        other => panic!("expected skip-retry, got {other:?}"),
+    }
+
+    let primes = run(runtime, "compute:primes", r#"{"n": 100000}"#).await;
+    let result: serde_json::Value = serde_json::from_str(&ok_text(&primes)).unwrap();
+    assert_eq!(
+        result,
+        serde_json::json!({"n": 100000, "count": 9592, "largest": 99991})
+    );
+    assert_eq!(primes.progress, Some(100));
+    eprintln!(
+        "{lang} primes to 100000: fuel {}, time {:?}",
+        primes.fuel_consumed, primes.wall_time
+    );
+}
