@@ -3,6 +3,8 @@
 //! helpers that read an [`Execution`], and the check that their examples
 //! give the Rust examples' results.
 
+use std::time::{Duration, Instant};
+
 use wasq::runtime::{Execution, Failure, HandlerError, Invocation, Outcome, Runtime, TrapCause};
 
 /// Task types of a language's examples (the modules as TOML strings): the
@@ -134,4 +136,31 @@ pub(crate) async fn examples_give_the_rust_examples_results(runtime: &Runtime, l
         "{lang} primes to 100000: fuel {}, time {:?}",
         primes.fuel_consumed, primes.wall_time
     );
+}
+
+/// The prime sieve of a language (with [`example_types`]) runs out of a
+/// small fuel budget, and with unlimited fuel is stopped at its timeout
+/// (sieving to `unlimited_n` takes longer); then the same runtime sieves to
+/// 10 and returns `small` (the language's JSON).
+pub(crate) async fn stopped_by_fuel_and_by_its_timeout(
+    runtime: &Runtime,
+    unlimited_n: u64,
+    small: &str,
+) {
+    let run_fuel = run(runtime, "compute:primes-low-fuel", r#"{"n": 10000000}"#).await;
+    assert_eq!(trap(&run_fuel), &TrapCause::OutOfFuel);
+    assert_eq!(run_fuel.fuel_consumed, 200_000_000);
+
+    let started = Instant::now();
+    let payload = format!(r#"{{"n": {unlimited_n}}}"#);
+    let run_time = run(runtime, "compute:primes-unlimited", &payload).await;
+    assert_eq!(trap(&run_time), &TrapCause::Timeout);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    // The same runtime runs the next task normally.
+    let next = run(runtime, "compute:primes", r#"{"n": 10}"#).await;
+    assert_eq!(ok_text(&next), small);
 }
