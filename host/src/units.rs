@@ -36,6 +36,29 @@ impl std::str::FromStr for ByteSize {
     }
 }
 
+impl fmt::Display for ByteSize {
+    /// In binary units with one decimal: `12.6 MiB`, `512.0 KiB`, `80 B`.
+    ///
+    /// ```
+    /// use wasq::units::ByteSize;
+    /// assert_eq!(ByteSize(13_212_672).to_string(), "12.6 MiB");
+    /// assert_eq!(ByteSize(80).to_string(), "80 B");
+    /// ```
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+        if self.0 < 1024 {
+            return write!(f, "{} B", self.0);
+        }
+        let mut value = self.0 as f64 / 1024.0;
+        let mut unit = 0;
+        while value >= 1024.0 && unit + 1 < UNITS.len() {
+            value /= 1024.0;
+            unit += 1;
+        }
+        write!(f, "{value:.1} {}", UNITS[unit])
+    }
+}
+
 impl<'de> Deserialize<'de> for ByteSize {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct V;

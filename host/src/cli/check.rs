@@ -1,8 +1,11 @@
-//! `wasq check`: validate the config and every module, precompile them.
+//! `wasq check`: validate the config and every module, precompile them, and
+//! report what each costs: size, compile time, memory at start and the
+//! instances one sandbox takes from the pool.
 
 use std::process::ExitCode;
 
 use wasq::runtime::CacheStatus;
+use wasq::units::ByteSize;
 
 /// Arguments of `wasq check`.
 #[derive(Debug, clap::Args)]
@@ -33,6 +36,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 "module_size": t.module_size,
                 "cache": t.cache,
                 "load_time_us": t.load_time.as_micros() as u64,
+                "initial_memory": t.footprint.initial_memory,
+                "footprint": t.footprint,
                 "limits": {
                     "fuel": t.limits.fuel,
                     "memory": t.limits.memory,
@@ -63,8 +68,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     for t in &types {
         let cache = match t.cache {
-            CacheStatus::Hit => "cached",
-            CacheStatus::Compiled => "compiled",
+            CacheStatus::Hit => "loaded from the cache",
+            CacheStatus::Compiled => "compiled (now cached)",
             CacheStatus::CompiledUncached => "compiled (cache not writable)",
             CacheStatus::Disabled => "compiled (cache off)",
         };
@@ -72,16 +77,31 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             .limits
             .fuel
             .map_or("unlimited".to_owned(), |f| f.to_string());
+        let f = &t.footprint;
+        println!("  {}  {}", t.name, t.module.display());
         println!(
-            "  {:<24} {} ({} KiB, sha256 {}), {cache} in {:.1?}; fuel {fuel}, memory {} MiB, timeout {}",
-            t.name,
-            t.module.display(),
-            t.module_size / 1024,
+            "      {}, sha256 {}, {cache} in {:.1?}",
+            ByteSize(t.module_size),
             &t.module_hash[..12],
             t.load_time,
-            t.limits.memory >> 20,
+        );
+        println!(
+            "      each sandbox: {} of linear memory at start, {}, {}, {}",
+            ByteSize(f.initial_memory),
+            count(f.core_instances, "core instance", "core instances"),
+            count(f.memories, "memory", "memories"),
+            count(f.tables, "table", "tables"),
+        );
+        println!(
+            "      limits: fuel {fuel}, memory {}, timeout {}",
+            ByteSize(t.limits.memory),
             humantime::format_duration(t.limits.timeout),
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `1 table`, `2 tables`.
+fn count(n: u32, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }

@@ -1,6 +1,7 @@
-//! Start-up: read each task type's module, make sure it is a component that
-//! implements the `wasq:task/handler` world, compile it (or load it from the
-//! cache) and prepare one `InstancePre` per task type.
+//! Start-up: read each task type's module and its [`Footprint`] (before the
+//! engine exists, since the pool is sized from them), make sure it is a
+//! component that implements the `wasq:task/handler` world, compile it (or
+//! load it from the cache) and prepare one `InstancePre` per task type.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,8 +14,10 @@ use wasmtime::component::{Component, Linker};
 use super::RuntimeError;
 use super::bindings::HandlerPre;
 use super::cache::{CacheStatus, ComponentCache};
+use super::footprint::Footprint;
 use super::sandbox::{GrantedDir, Grants, SandboxState};
 use crate::config::{Config, DirMode, Limits, TaskTypeConfig};
+use crate::units::ByteSize;
 
 /// The world handlers implement, as named in errors.
 pub const WORLD: &str = "wasq:task/handler@0.1.0";
@@ -37,6 +40,9 @@ pub struct TaskTypeInfo {
     pub module_hash: String,
     /// The module's size in bytes.
     pub module_size: u64,
+    /// What one sandbox of it takes: core instances, memories, tables and
+    /// linear memory at start.
+    pub footprint: Footprint,
     /// Whether the compiled code came from the cache.
     pub cache: CacheStatus,
     /// Time to compile or load it.
@@ -47,16 +53,77 @@ pub struct TaskTypeInfo {
     pub limits: Limits,
 }
 
+/// A module file read from disk, before anything is compiled.
+pub(crate) struct ModuleFile {
+    path: PathBuf,
+    bytes: Vec<u8>,
+    /// What one sandbox of it takes.
+    pub footprint: Footprint,
+}
+
+/// Reads the module of task type `name` and its footprint, and refuses one
+/// whose memory at start does not fit the type's `memory` limit.
+pub(crate) fn read(
+    config: &Config,
+    name: &str,
+    task: &TaskTypeConfig,
+) -> Result<ModuleFile, RuntimeError> {
+    let path = config.resolve(task.module.get_ref());
+    let at = |key: &str, message: String| {
+        RuntimeError::Config(config.invalid_at(
+            task.module.span(),
+            format!("tasks.{}.{key}", self::key(name)),
+            message,
+        ))
+    };
+    let bytes = std::fs::read(&path).map_err(|e| {
+        at(
+            "module",
+            format!("cannot read module {}: {e}", path.display()),
+        )
+    })?;
+    check_header(&bytes).map_err(|what| at("module", format!("{} is {what}", path.display())))?;
+    let footprint = Footprint::of(&bytes).map_err(|e| {
+        at(
+            "module",
+            format!("{} is not a readable component: {e}", path.display()),
+        )
+    })?;
+    let limit = config.limits_of(name).unwrap_or_default().memory;
+    if footprint.largest_memory > limit {
+        return Err(at(
+            "memory",
+            format!(
+                "module {} starts with {} of linear memory (its static data, stack and heap \
+                 image), more than this task type's memory limit of {}: raise `memory`",
+                path.display(),
+                ByteSize(footprint.largest_memory),
+                ByteSize(limit),
+            ),
+        ));
+    }
+    Ok(ModuleFile {
+        path,
+        bytes,
+        footprint,
+    })
+}
+
 pub(crate) fn task_type(
     config: &Config,
     name: &str,
     task: &TaskTypeConfig,
+    file: ModuleFile,
     engine: &Engine,
     linker: &Linker<SandboxState>,
     cache: &ComponentCache,
 ) -> Result<TaskType, RuntimeError> {
     let started = Instant::now();
-    let module = config.resolve(task.module.get_ref());
+    let ModuleFile {
+        path: module,
+        bytes,
+        footprint,
+    } = file;
     let at = |message: String| {
         RuntimeError::Config(config.invalid_at(
             task.module.span(),
@@ -64,26 +131,10 @@ pub(crate) fn task_type(
             message,
         ))
     };
-    let bytes = std::fs::read(&module)
-        .map_err(|e| at(format!("cannot read module {}: {e}", module.display())))?;
-    check_header(&bytes).map_err(|what| at(format!("{} is {what}", module.display())))?;
     let module_hash = ComponentCache::module_hash(&bytes);
-    let (component, status) = cache.load(engine, &module_hash, &bytes).map_err(|e| {
-        let mut message = format!("{} does not compile: {e:#}", module.display());
-        if message.contains("pooling allocator") {
-            // The pool's memory slots are as large as the largest
-            // `memory` of any task type.
-            let limit = config.limits_of(name).unwrap_or_default().memory;
-            message.push_str(&format!(
-                ". Its memory at start (static data and stack) does not fit in a sandbox \
-                     memory slot: raise `memory` of this task type (tasks.{}.memory, now {limit} \
-                     bytes) or in [defaults]; the slots are as large as the largest `memory` of \
-                     any task type",
-                key(name)
-            ));
-        }
-        at(message)
-    })?;
+    let (component, status) = cache
+        .load(engine, &module_hash, &bytes)
+        .map_err(|e| at(format!("{} does not compile: {e:#}", module.display())))?;
     let pre = prepare(linker, &component, engine).map_err(|message| RuntimeError::World {
         task_type: name.to_owned(),
         module: module.clone(),
@@ -97,6 +148,7 @@ pub(crate) fn task_type(
             module,
             module_hash,
             module_size: bytes.len() as u64,
+            footprint,
             cache: status,
             load_time: started.elapsed(),
             limits,

@@ -31,6 +31,7 @@ mod cache;
 mod engine;
 mod execute;
 mod follow_ups;
+mod footprint;
 mod fs_budget;
 mod fs_limits;
 pub mod guest_text;
@@ -55,6 +56,7 @@ use wasmtime::component::{HasSelf, Linker};
 
 pub use cache::CacheStatus;
 pub use follow_ups::{FollowUp, MAX_FOLLOW_UP_BYTES, MAX_FOLLOW_UPS, follow_up_id};
+pub use footprint::Footprint;
 pub use guest_text::{MAX_MESSAGE, cap_message, escape_control};
 pub use journal::{LogLevel, LogLine, LogSource};
 pub use load::{TaskTypeInfo, WORLD};
@@ -235,16 +237,22 @@ impl Runtime {
             .map(|limits| limits.memory)
             .max()
             .unwrap_or(crate::config::Limits::default().memory);
-        let engine = engine::build(config.runtime.max_sandboxes, max_memory)
+        let files = config
+            .tasks
+            .iter()
+            .map(|(name, task)| load::read(config, name, task))
+            .collect::<Result<Vec<_>, _>>()?;
+        let footprint = Footprint::max(files.iter().map(|f| &f.footprint));
+        let engine = engine::build(config.runtime.max_sandboxes, max_memory, &footprint)
             .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
         let linker = linker(&engine).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
         fs_limits::raise_fd_limit(config);
         let cache = cache::ComponentCache::new(config.cache_dir(), &engine);
         let mut types = BTreeMap::new();
-        for (name, task) in &config.tasks {
+        for ((name, task), file) in config.tasks.iter().zip(files) {
             types.insert(
                 name.clone(),
-                load::task_type(config, name, task, &engine, &linker, &cache)?,
+                load::task_type(config, name, task, file, &engine, &linker, &cache)?,
             );
         }
         let tick = config.runtime.epoch_tick.0;
