@@ -164,3 +164,72 @@ pub(crate) async fn stopped_by_fuel_and_by_its_timeout(
     let next = run(runtime, "compute:primes", r#"{"n": 10}"#).await;
     assert_eq!(ok_text(&next), small);
 }
+
+/// `wasq check` reports what a sandbox of the language's no-op handler
+/// takes (more memory at start and more core instances than a Rust one:
+/// the pool is sized from these), and `wasq bench` measures it per task
+/// against the naive embedding of the same component.
+pub(crate) fn check_and_bench_the_noop(label: &str, noop: &std::path::Path) {
+    let cache = wasq_tests::cache_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("wasq.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[runtime]\ncache_dir = {:?}\n[tasks.interpreted]\nmodule = {:?}\n[tasks.rust]\nmodule = {:?}\n",
+            cache.display().to_string(),
+            noop.display().to_string(),
+            wasq_tests::example("noop").display().to_string(),
+        ),
+    )
+    .unwrap();
+    let (code, out, err) =
+        wasq_tests::run_wasq(&["check", "--config", &config.display().to_string(), "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let of = |name: &str| {
+        report["task_types"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == name)
+            .unwrap_or_else(|| panic!("{name} missing from {out}"))["footprint"]
+            .clone()
+    };
+    let (interpreted, rust) = (of("interpreted"), of("rust"));
+    let initial = interpreted["initial_memory"].as_u64().unwrap();
+    assert!(
+        initial > 8 << 20 && initial > 4 * rust["initial_memory"].as_u64().unwrap(),
+        "{label}: {interpreted} against rust {rust}"
+    );
+    assert!(
+        interpreted["core_instances"].as_u64() >= rust["core_instances"].as_u64(),
+        "{label}: {interpreted} against rust {rust}"
+    );
+    let (code, out, _) =
+        wasq_tests::run_wasq(&["check", "--config", &config.display().to_string()]);
+    assert_eq!(code, 0);
+    assert!(out.contains("of linear memory at start"), "{out}");
+
+    let module = format!("{label}={}", noop.display());
+    let (code, out, err) = wasq_tests::run_wasq(&[
+        "bench",
+        "--module",
+        &module,
+        "--iterations",
+        "20",
+        "--cache-dir",
+        &cache.display().to_string(),
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let measured = &report["modules"][0];
+    assert_eq!(measured["label"], label, "{out}");
+    assert_eq!(measured["overhead"]["iterations"], 20, "{out}");
+    for way in ["wasq", "naive"] {
+        let median = measured["overhead"][way]["median_us"].as_f64().unwrap();
+        let p99 = measured["overhead"][way]["p99_us"].as_f64().unwrap();
+        assert!(median > 0.0 && p99 >= median, "{way}: {out}");
+    }
+}

@@ -30,6 +30,7 @@ const SOURCES: &[(&str, &str)] = &[
     ("examples-wasm/js/email.js", "email"),
     ("examples-wasm/js/webhook_sync.js", "webhook_sync"),
     ("examples-wasm/js/primes.js", "primes"),
+    ("examples-wasm/js/noop.js", "noop"),
     ("tests/guests/js/misbehave.js", "misbehave"),
 ];
 
@@ -320,4 +321,9 @@ fn wasq_build_names_the_missing_js_toolchain() {
     assert!(!output.status.success());
     assert!(err.contains("ComponentizeJS is not installed"), "{err}");
     assert!(err.contains("scripts/setup"), "{err}");
+}
+
+#[test]
+fn the_js_noop_is_checked_and_benchmarked() {
+    interpreted::check_and_bench_the_noop("js", &components().join("noop.wasm"));
 }

@@ -25,6 +25,7 @@ const SOURCES: &[(&str, &str)] = &[
     ("examples-wasm/python/send_email.py", "send_email"),
     ("examples-wasm/python/webhook_sync.py", "webhook_sync"),
     ("examples-wasm/python/primes.py", "primes"),
+    ("examples-wasm/python/noop.py", "noop"),
     ("tests/guests/python/misbehave.py", "misbehave"),
 ];
 
@@ -250,4 +251,9 @@ module = "{{examples}}/noop.wasm"
     assert!(error.contains("ZeroDivisionError"), "{error}");
     assert!(error.contains("in divide"), "{error}");
     worker.stop().await;
+}
+
+#[test]
+fn the_python_noop_is_checked_and_benchmarked() {
+    interpreted::check_and_bench_the_noop("python", &components().join("noop.wasm"));
 }
