@@ -37,6 +37,7 @@ pub mod backoff;
 pub mod broker;
 pub mod client;
 pub mod config;
+pub mod http_grant;
 pub mod keys;
 pub mod names;
 pub mod proto;

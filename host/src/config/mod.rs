@@ -161,6 +161,16 @@ impl Config {
                     ));
                 }
             }
+            if let Some(entries) = &task.http {
+                self.check_http(entries, &key("http"))?;
+            }
+            if task.max_http_requests == Some(0) {
+                return Err(self.invalid_near(
+                    "max_http_requests",
+                    key("max_http_requests"),
+                    "must be at least 1".into(),
+                ));
+            }
             for (i, addr) in task.network.iter().enumerate() {
                 if let Err(message) = parse_socket_grant(addr) {
                     return Err(self.invalid_near(
@@ -170,6 +180,9 @@ impl Config {
                     ));
                 }
             }
+        }
+        if let Some(entries) = &self.defaults.http {
+            self.check_http(entries, "defaults.http")?;
         }
         if self.worker.concurrency == 0 {
             return Err(self.invalid_near(
@@ -255,6 +268,47 @@ impl Config {
         } else {
             self.base_dir().join(path)
         }
+    }
+
+    /// The outbound HTTP allow-list of a task type (its own `http`, else
+    /// `[defaults]`'s; empty: no HTTP) and the extra CA file, resolved
+    /// against the config's directory. The entries were checked at load.
+    pub fn http_of(
+        &self,
+        task_type: &str,
+    ) -> Option<(Vec<crate::http_grant::HttpGrant>, Option<PathBuf>)> {
+        let task = self.tasks.get(task_type)?;
+        let entries = task.http.as_ref().or(self.defaults.http.as_ref());
+        let grants = entries
+            .into_iter()
+            .flatten()
+            .filter_map(|entry| entry.parse().ok())
+            .collect();
+        let ca = task
+            .http_ca
+            .as_ref()
+            .or(self.defaults.http_ca.as_ref())
+            .map(|path| self.resolve(path));
+        Some((grants, ca))
+    }
+
+    fn check_http(&self, entries: &[String], key: &str) -> Result<(), ConfigError> {
+        for (i, entry) in entries.iter().enumerate() {
+            if let Err(message) = entry.parse::<crate::http_grant::HttpGrant>() {
+                // The line that holds the entry itself (arrays may span lines).
+                let quoted = format!("{entry:?}");
+                return Err(match self.text.find(&quoted) {
+                    Some(at) => {
+                        self.invalid_at(at..at + quoted.len(), format!("{key}[{i}]"), message)
+                    }
+                    None => {
+                        let near = key.rsplit('.').next().unwrap_or(key);
+                        self.invalid_near(near, format!("{key}[{i}]"), message)
+                    }
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The limits of a task type after `[defaults]` and built-in defaults.

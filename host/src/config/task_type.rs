@@ -79,6 +79,18 @@ pub struct LimitsConfig {
     pub max_write: Option<ByteSize>,
     /// Files, directories and links a task may create (default 1000).
     pub max_files: Option<u64>,
+    /// Largest HTTP response body a task may read (default 10 MiB).
+    pub max_http_body: Option<ByteSize>,
+    /// Largest HTTP request body a task may send (default 10 MiB).
+    pub max_http_request_body: Option<ByteSize>,
+    /// HTTP requests a task may have in flight at once (default 16).
+    pub max_http_requests: Option<u32>,
+    /// Outbound HTTP allowed to every task type that sets no `http` of its
+    /// own (see [`crate::http_grant`]).
+    pub http: Option<Vec<String>>,
+    /// A PEM file of extra CA certificates to trust for outbound HTTPS,
+    /// beside the system's roots.
+    pub http_ca: Option<PathBuf>,
 }
 
 /// The most `max_handles` may be: Linux's default per-process ceiling.
@@ -122,6 +134,18 @@ pub struct TaskTypeConfig {
     pub max_write: Option<ByteSize>,
     /// Files, directories and links created, overriding `[defaults]`.
     pub max_files: Option<u64>,
+    /// Largest HTTP response body, overriding `[defaults]`.
+    pub max_http_body: Option<ByteSize>,
+    /// Largest HTTP request body, overriding `[defaults]`.
+    pub max_http_request_body: Option<ByteSize>,
+    /// HTTP requests in flight at once, overriding `[defaults]`.
+    pub max_http_requests: Option<u32>,
+    /// Outbound HTTP the handler may make: `scheme://host[:port]` entries
+    /// (see [`crate::http_grant`]); replaces `[defaults]`'s list.
+    pub http: Option<Vec<String>>,
+    /// Extra CA certificates (PEM) for outbound HTTPS, overriding
+    /// `[defaults]`.
+    pub http_ca: Option<PathBuf>,
     /// Directories preopened for the guest.
     #[serde(default)]
     pub dirs: Vec<DirGrant>,
@@ -224,6 +248,12 @@ pub struct Limits {
     pub max_write: u64,
     /// Files, directories and links created per task.
     pub max_files: u64,
+    /// Largest HTTP response body a task reads.
+    pub max_http_body: u64,
+    /// Largest HTTP request body a task sends.
+    pub max_http_request_body: u64,
+    /// HTTP requests in flight at once per task.
+    pub max_http_requests: u32,
 }
 
 impl Default for Limits {
@@ -238,6 +268,9 @@ impl Default for Limits {
             max_handles: 256,
             max_write: 64 << 20,
             max_files: 1000,
+            max_http_body: 10 << 20,
+            max_http_request_body: 10 << 20,
+            max_http_requests: 16,
         }
     }
 }
@@ -256,6 +289,11 @@ impl TaskTypeConfig {
             max_handles: self.max_handles,
             max_write: self.max_write,
             max_files: self.max_files,
+            max_http_body: self.max_http_body,
+            max_http_request_body: self.max_http_request_body,
+            max_http_requests: self.max_http_requests,
+            http: self.http.clone(),
+            http_ca: self.http_ca.clone(),
         }
     }
 }
@@ -273,6 +311,11 @@ impl LimitsConfig {
             max_handles: self.max_handles.unwrap_or(base.max_handles),
             max_write: self.max_write.map_or(base.max_write, |b| b.0),
             max_files: self.max_files.unwrap_or(base.max_files),
+            max_http_body: self.max_http_body.map_or(base.max_http_body, |b| b.0),
+            max_http_request_body: self
+                .max_http_request_body
+                .map_or(base.max_http_request_body, |b| b.0),
+            max_http_requests: self.max_http_requests.unwrap_or(base.max_http_requests),
         }
     }
 }

@@ -24,6 +24,11 @@ pub struct RuntimeConfig {
     pub max_sandboxes: u32,
     /// How often the engine checks deadlines and lets other work run.
     pub epoch_tick: HumanDuration,
+    /// Host names that outbound HTTP resolves to fixed addresses instead of
+    /// through DNS, as curl's `--resolve` does (split-horizon names, tests):
+    /// `{ "hooks.internal" = ["10.0.0.7"] }`. The addresses are checked as
+    /// resolved ones are: a non-public one still needs an entry naming it.
+    pub http_resolve: std::collections::BTreeMap<String, Vec<std::net::IpAddr>>,
 }
 
 impl Default for RuntimeConfig {
@@ -32,6 +37,7 @@ impl Default for RuntimeConfig {
             cache_dir: None,
             max_sandboxes: 128,
             epoch_tick: HumanDuration(Duration::from_millis(5)),
+            http_resolve: Default::default(),
         }
     }
 }
