@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const EXAMPLES: &[&str] = &["email", "webhook-sync", "image-resize", "noop"];
-const GUESTS: &[&str] = &["misbehave", "not-a-handler", "big-static"];
+const GUESTS: &[&str] = &["misbehave", "not-a-handler", "big-static", "http-client"];
 
 fn main() {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap())

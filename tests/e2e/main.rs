@@ -11,6 +11,7 @@ mod faults;
 mod follow_ups;
 mod fs_limits;
 mod hostile;
+mod http;
 mod inspect;
 mod interpreted;
 mod js;

@@ -49,8 +49,8 @@
 //! memory past the limit, passing the deadline, a panic or a stack overflow
 //! stop the sandbox and the host classifies the failure itself. A panic's
 //! message is reported to the host by a hook this crate installs. Files, env
-//! vars, clocks and queues for [`enqueue`] are only what the task type is
-//! granted.
+//! vars, clocks, queues for [`enqueue`] and hosts for [`http`] are only
+//! what the task type is granted.
 
 #![deny(missing_docs)]
 
@@ -59,6 +59,7 @@
 extern crate self as wasq_guest;
 
 mod error;
+pub mod http;
 mod log;
 mod output;
 mod task;

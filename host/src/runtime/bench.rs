@@ -22,6 +22,7 @@ use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 
 use super::bindings::{Handler, Task};
 use super::cache::ComponentCache;
+use super::http::{HttpPolicy, Outbound};
 use super::journal::{Journal, TaskTags};
 use super::sandbox::{Grants, MemoryLimiter, SandboxState};
 use super::{Invocation, Runtime, RuntimeError, engine};
@@ -234,6 +235,13 @@ impl Naive {
             max_payload: u64::MAX,
             deadline: Instant::now() + Duration::from_secs(60),
             cancel: None,
+            http: wasmtime_wasi_http::WasiHttpCtx::new(),
+            outbound: Outbound::new(
+                Arc::new(HttpPolicy::none()),
+                Instant::now() + Duration::from_secs(60),
+                "bench",
+                "noop",
+            ),
         };
         let mut store = Store::new(&self.engine, state);
         let handler = Handler::instantiate_async(&mut store, &self.component, &linker)

@@ -10,6 +10,7 @@ use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::bindings::{self, Handler, TaskError};
 use super::guest_text::sanitize;
+use super::http::Outbound;
 use super::journal::{Journal, TaskTags};
 use super::sandbox::{Interrupted, MemoryLimitHit, MemoryLimiter, SandboxState};
 use super::{
@@ -34,6 +35,7 @@ impl Runtime {
             logs: Vec::new(),
             logs_dropped: 0,
             logs_dropped_bytes: 0,
+            http: Vec::new(),
             follow_ups: Vec::new(),
         };
         let failed = |failure| Outcome::Failed { failure };
@@ -114,7 +116,15 @@ impl Runtime {
             max_payload: limits.max_payload,
             deadline,
             cancel: invocation.cancel.clone(),
+            http: wasmtime_wasi_http::WasiHttpCtx::new(),
+            outbound: Outbound::new(
+                task_type.http.clone(),
+                deadline,
+                &invocation.id,
+                &invocation.task_type,
+            ),
         };
+        let http_calls = state.outbound.calls.clone();
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
         // Unlimited fuel is a budget no task can spend (about a century of
@@ -206,6 +216,7 @@ impl Runtime {
         report.logs_dropped = journal.dropped;
         report.logs_dropped_bytes = journal.dropped_bytes;
         report.progress = journal.progress;
+        report.http = std::mem::take(&mut *http_calls.lock().expect("http calls lock"));
         if report.outcome.is_success() {
             report.follow_ups = std::mem::take(&mut store.data_mut().follow_ups.tasks);
         }

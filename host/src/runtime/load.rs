@@ -15,6 +15,7 @@ use super::RuntimeError;
 use super::bindings::HandlerPre;
 use super::cache::{CacheStatus, ComponentCache};
 use super::footprint::Footprint;
+use super::http::HttpPolicy;
 use super::sandbox::{GrantedDir, Grants, SandboxState};
 use crate::config::{Config, DirMode, Limits, TaskTypeConfig};
 use crate::units::ByteSize;
@@ -26,6 +27,7 @@ pub const WORLD: &str = "wasq:task/handler@0.1.0";
 pub(crate) struct TaskType {
     pub info: TaskTypeInfo,
     pub grants: Arc<Grants>,
+    pub http: Arc<HttpPolicy>,
     pub pre: HandlerPre<SandboxState>,
 }
 
@@ -142,6 +144,10 @@ pub(crate) fn task_type(
     })?;
     let limits = config.limits_of(name).unwrap_or_default();
     let grants = grants(config, name, task)?;
+    let http = HttpPolicy::of(config, name).map_err(|message| RuntimeError::Grant {
+        task_type: name.to_owned(),
+        message,
+    })?;
     Ok(TaskType {
         info: TaskTypeInfo {
             name: name.to_owned(),
@@ -154,6 +160,7 @@ pub(crate) fn task_type(
             limits,
         },
         grants: Arc::new(grants),
+        http: Arc::new(http),
         pre,
     })
 }

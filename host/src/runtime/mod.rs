@@ -35,6 +35,7 @@ mod footprint;
 mod fs_budget;
 mod fs_limits;
 pub mod guest_text;
+mod http;
 mod imports;
 mod journal;
 mod load;
@@ -58,6 +59,7 @@ pub use cache::CacheStatus;
 pub use follow_ups::{FollowUp, MAX_FOLLOW_UP_BYTES, MAX_FOLLOW_UPS, follow_up_id};
 pub use footprint::Footprint;
 pub use guest_text::{MAX_MESSAGE, cap_message, escape_control};
+pub use http::HttpCall;
 pub use journal::{LogLevel, LogLine, LogSource};
 pub use load::{TaskTypeInfo, WORLD};
 pub use outcome::{
@@ -208,6 +210,8 @@ pub struct Execution {
     pub logs_dropped: u64,
     /// The bytes of those lines.
     pub logs_dropped_bytes: u64,
+    /// The HTTP requests the handler made, in order, allowed or not.
+    pub http: Vec<HttpCall>,
     /// Follow-up tasks the handler enqueued, in call order; empty unless
     /// the run succeeded. The worker sends them before it acknowledges the
     /// task.
@@ -287,6 +291,9 @@ impl Runtime {
 fn linker(engine: &Engine) -> wasmtime::Result<Linker<SandboxState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    // wasi:http for every type; a type without `http` grants is denied
+    // each request (runtime/http.rs).
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
     fs_limits::add_to_linker(&mut linker)?;
     Handler::add_to_linker::<SandboxState, HasSelf<SandboxState>>(&mut linker, |s| s)?;
     imports::add_lenient_log(&mut linker)?;

@@ -21,10 +21,12 @@ use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{
     FsPerms, HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView,
 };
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::CancelToken;
 use super::follow_ups::FollowUps;
 use super::fs_budget::FsLimits;
+use super::http::Outbound;
 use super::journal::{Journal, LogSource};
 use crate::config::{SocketGrant, Transport};
 
@@ -128,6 +130,9 @@ pub(crate) struct SandboxState {
     pub max_payload: u64,
     pub deadline: Instant,
     pub cancel: Option<CancelToken>,
+    /// wasi:http's state, and the hooks that check and send each request.
+    pub http: WasiHttpCtx,
+    pub outbound: Outbound,
 }
 
 impl WasiView for SandboxState {
@@ -135,6 +140,16 @@ impl WasiView for SandboxState {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for SandboxState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.outbound,
         }
     }
 }
