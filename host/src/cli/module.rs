@@ -43,6 +43,8 @@ pub(super) struct LastHour {
     runs: u64,
     ok: u64,
     failures: BTreeMap<String, u64>,
+    /// Outbound HTTP requests by outcome (`ok`, `denied`, `error`).
+    http: BTreeMap<String, u64>,
     median_fuel: Option<u64>,
     median_micros: Option<u64>,
 }
@@ -92,6 +94,9 @@ pub(super) async fn rows(
         }
         grants.extend(task.network.iter().map(|n| format!("net {n}")));
         grants.extend(task.enqueue.iter().map(|q| format!("enqueue {q}")));
+        if let Some((http, _)) = config.http_of(name) {
+            grants.extend(http.iter().map(|h| format!("http {h}")));
+        }
         let last_hour = match broker {
             Some(b) => Some(last_hour(b, name).await?),
             None => None,
@@ -117,7 +122,7 @@ fn print_rows(rows: Vec<ModuleRow>) {
         return;
     }
     let mut table = Table::new(
-        "Task type|Module|>Size|SHA-256|>Fuel|>Memory|>Timeout|Grants|>Runs 1h|>OK 1h|Failures 1h|>Median fuel|>Median time",
+        "Task type|Module|>Size|SHA-256|>Fuel|>Memory|>Timeout|Grants|>Runs 1h|>OK 1h|Failures 1h|HTTP 1h|>Median fuel|>Median time",
     );
     for r in rows {
         let hour = r.last_hour.as_ref();
@@ -146,6 +151,15 @@ fn print_rows(rows: Vec<ModuleRow>) {
             hour.map_or("-".to_owned(), |h| h.runs.to_string()),
             hour.map_or("-".to_owned(), |h| h.ok.to_string()),
             failures,
+            hour.map_or("-".to_owned(), |h| {
+                if h.http.is_empty() {
+                    "none".to_owned()
+                } else {
+                    let outcomes: Vec<String> =
+                        h.http.iter().map(|(o, n)| format!("{o} {n}")).collect();
+                    outcomes.join(", ")
+                }
+            }),
             hour.and_then(|h| h.median_fuel)
                 .map_or("-".to_owned(), |f| f.to_string()),
             hour.and_then(|h| h.median_micros)
@@ -174,6 +188,8 @@ async fn last_hour(broker: &Broker, task_type: &str) -> anyhow::Result<LastHour>
                 other => {
                     if let Some(cause) = other.strip_prefix("fail:") {
                         *out.failures.entry(cause.to_owned()).or_default() += n;
+                    } else if let Some(outcome) = other.strip_prefix("http:") {
+                        *out.http.entry(outcome.to_owned()).or_default() += n;
                     }
                 }
             }

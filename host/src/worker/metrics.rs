@@ -12,6 +12,8 @@
 //! | `wasq_queue_latency_seconds` | gauge (age of the oldest pending task) | queue |
 //! | `wasq_queue_inflight` / `wasq_queue_concurrency_limit` | gauge | queue |
 //! | `wasq_redis_errors_total`, `wasq_redis_reconnects_total` | counter | |
+//! | `wasq_http_requests_total` | counter | task_type, host (the `http` entry that admitted it, or `none`), outcome (`ok`, `denied`, `error`) |
+//! | `wasq_http_request_duration_seconds` | histogram | task_type, host |
 //!
 //! Queue gauges are read from Redis when `/metrics` is scraped.
 //!
@@ -71,6 +73,19 @@ struct QueueTypeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabels {
+    task_type: String,
+    host: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpHostLabels {
+    task_type: String,
+    host: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TypeLabels {
     task_type: String,
 }
@@ -102,6 +117,8 @@ pub(crate) struct Metrics {
     limit: Family<QueueLabels, Gauge>,
     redis_errors: Counter,
     redis_reconnects: Counter,
+    http_requests: Family<HttpLabels, Counter>,
+    http_duration: Family<HttpHostLabels, Histogram>,
     /// When Redis last answered, Unix ms (for `/healthz`).
     redis_ok_at: AtomicU64,
     /// The task types labelled by name.
@@ -183,6 +200,20 @@ impl Metrics {
             "Connections re-established after a failure",
             redis_reconnects.clone(),
         );
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "Outbound HTTP requests of handlers by task type, admitting http entry and outcome",
+            http_requests.clone(),
+        );
+        let http_duration = Family::<HttpHostLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.001, 4.0, 10))
+        });
+        registry.register(
+            "http_request_duration_seconds",
+            "Time from an outbound request to its response's head",
+            http_duration.clone(),
+        );
         Self {
             registry,
             tasks,
@@ -196,6 +227,8 @@ impl Metrics {
             limit,
             redis_errors,
             redis_reconnects,
+            http_requests,
+            http_duration,
             redis_ok_at: AtomicU64::new(now_ms()),
             labelled: Labelled::default(),
         }
@@ -210,6 +243,29 @@ impl Metrics {
     ) -> Self {
         self.labelled.only = Some(task_types.into_iter().map(Into::into).collect());
         self
+    }
+
+    /// Records the outbound HTTP requests of one run of `task_type`.
+    pub(crate) fn http(&self, task_type: &str, calls: &[crate::runtime::HttpCall]) {
+        let task_type = self.labelled.label(task_type);
+        for call in calls {
+            let host = call.grant.clone().unwrap_or_else(|| "none".to_owned());
+            self.http_requests
+                .get_or_create(&HttpLabels {
+                    task_type: task_type.to_owned(),
+                    host: host.clone(),
+                    outcome: call.outcome.to_owned(),
+                })
+                .inc();
+            if call.outcome == "ok" {
+                self.http_duration
+                    .get_or_create(&HttpHostLabels {
+                        task_type: task_type.to_owned(),
+                        host,
+                    })
+                    .observe(call.duration.as_secs_f64());
+            }
+        }
     }
 
     /// Records one finished task run.

@@ -171,6 +171,12 @@ async fn process(
         .and_then(|m| m.remove(&msg.id))
         .map_or((None, lease_expiry), |r| (r.fenced, r.lease_expiry));
 
+    if let Ok(run) = &execution
+        && !run.http.is_empty()
+    {
+        shared.metrics.http(&run.task_type, &run.http);
+        shared.usage.http(&run.task_type, &run.http);
+    }
     let (mut outcome, fuel, micros, memory_peak, follow_ups) = match execution {
         Ok(run) => (
             run.outcome,

@@ -5,7 +5,7 @@
 //!
 //! | key | type | holds |
 //! | --- | --- | --- |
-//! | `wasq:type:{<type>}:m:<unix minute>` | hash | `runs`, `ok`, `fail:<cause>`; expires after 2 h |
+//! | `wasq:type:{<type>}:m:<unix minute>` | hash | `runs`, `ok`, `fail:<cause>`, `http:<ok, denied or error>`; expires after 2 h |
 //! | `wasq:type:{<type>}:samples` | list | recent runs as `"<unix s> <fuel> <micros>"`, newest first, at most 1000; expires after 2 h |
 //!
 //! `<type>` is a task type of the config's `[tasks]`, or `other` for every
@@ -39,6 +39,8 @@ struct Window {
     runs: u64,
     ok: u64,
     failures: HashMap<String, u64>,
+    /// Outbound HTTP requests by outcome.
+    http: HashMap<&'static str, u64>,
     samples: Vec<(u64, u64)>,
 }
 
@@ -83,6 +85,19 @@ impl Usage {
     }
 
     /// Adds what was counted to Redis (one pipeline per type).
+    /// Counts the outbound HTTP requests of one run of `task_type`.
+    pub(crate) fn http(&self, task_type: &str, calls: &[crate::runtime::HttpCall]) {
+        if calls.is_empty() {
+            return;
+        }
+        let task_type = self.labelled.label(task_type);
+        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        let w = windows.entry(task_type.to_owned()).or_default();
+        for call in calls {
+            *w.http.entry(call.outcome).or_default() += 1;
+        }
+    }
+
     pub(crate) async fn flush(&self, broker: &Broker) -> Result<(), BrokerError> {
         for pipe in self.take(now_secs()) {
             let _: () = pipe.query_async(&mut broker.conn()).await?;
@@ -103,6 +118,9 @@ impl Usage {
             pipe.hincr(&key, "ok", w.ok).ignore();
             for (cause, n) in &w.failures {
                 pipe.hincr(&key, format!("fail:{cause}"), *n).ignore();
+            }
+            for (outcome, n) in &w.http {
+                pipe.hincr(&key, format!("http:{outcome}"), *n).ignore();
             }
             pipe.expire(&key, 7200).ignore();
             for (fuel, micros) in &w.samples {
