@@ -441,6 +441,47 @@ fn bad_http_entries_name_file_line_and_key() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_webhook_example_answers_the_receivers_status() {
+    let server = Server::start();
+    let config = format!(
+        r#"
+[tasks."webhooks:sync"]
+module = "{{examples}}/webhook_sync.wasm"
+http = ["http://127.0.0.1:{port}"]
+"#,
+        port = server.port
+    );
+    let runtime = TestConfig::new(&config).runtime();
+    let hook = |path: &str| format!(r#"{{"data": 5, "url": {:?}}}"#, server.url(path));
+    let done = run(&runtime, "webhooks:sync", &hook("/hook")).await;
+    assert!(done.outcome.is_success(), "{:?}", done.outcome);
+    assert_eq!(server.hooks.lock().unwrap().len(), 1);
+    // 503 with `Retry-After: 7`: retried after 7 s, not the backoff.
+    let busy = run(&runtime, "webhooks:sync", &hook("/status?code=503")).await;
+    match busy.outcome.failure() {
+        Some(Failure::Handler {
+            error: HandlerError::Retry { message, delay },
+        }) => {
+            assert!(message.contains("503"), "{message}");
+            assert_eq!(*delay, Some(Duration::from_secs(7)));
+        }
+        other => panic!("expected a retry, got {other:?}"),
+    }
+    // 400: sending it again cannot help, so it is archived.
+    let refused = run(&runtime, "webhooks:sync", &hook("/status?code=400")).await;
+    match refused.outcome.failure() {
+        Some(Failure::Handler {
+            error: HandlerError::SkipRetry { message },
+        }) => assert!(message.contains("400"), "{message}"),
+        other => panic!("expected skip-retry, got {other:?}"),
+    }
+    // Without a url, as in the tutorial, it only logs.
+    let tutorial = run(&runtime, "webhooks:sync", r#"{"data": 1234}"#).await;
+    assert!(tutorial.outcome.is_success());
+    assert!(tutorial.http.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_webhook_example_delivers_through_a_worker_beside_ordinary_tasks() {
     let server = Server::start();
     let metrics = {
