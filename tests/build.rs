@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const EXAMPLES: &[&str] = &["email", "webhook-sync", "image-resize", "noop"];
+const EXAMPLES: &[&str] = &["email", "webhook-sync", "image-resize", "noop", "http-get"];
 const GUESTS: &[&str] = &["misbehave", "not-a-handler", "big-static", "http-client"];
 
 fn main() {

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use serde::Serialize;
-use wasq::runtime::bench::{self, OverheadReport, StartupReport};
+use wasq::runtime::bench::{self, HttpReport, OverheadReport, StartupReport};
 
 use super::table::Table;
 
@@ -16,6 +16,8 @@ use super::table::Table;
 const OVERHEAD_TARGET: f64 = 1.0 / 3.0;
 /// A warm start must take at most this share of a cold one.
 const STARTUP_TARGET: f64 = 1.0 / 10.0;
+/// A GET through the sandbox may take at most this many times the host's.
+const HTTP_TARGET: f64 = 1.5;
 
 /// Arguments of `wasq bench`.
 #[derive(Debug, clap::Args)]
@@ -43,6 +45,17 @@ pub struct Args {
     /// (warm) compiled-code cache; a cold start compiles the module.
     #[arg(long)]
     startup: bool,
+    /// Also time a handler making one GET per task to a server on loopback
+    /// against the same GET made by the host (hyper, a new connection per
+    /// request in both).
+    #[arg(long)]
+    http: bool,
+    /// The handler `--http` runs: it GETs the payload's `url`.
+    #[arg(
+        long,
+        default_value = "examples-wasm/target/wasm32-wasip2/release/http_get.wasm"
+    )]
+    http_module: PathBuf,
     /// Also time the start-up of this whole config, cold and warm.
     #[arg(long, short)]
     config: Option<PathBuf>,
@@ -83,6 +96,19 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             startup,
         });
     }
+    let http = if args.http {
+        Some(
+            bench::http_overhead(
+                &args.http_module,
+                args.iterations.max(10),
+                args.cache_dir.as_deref(),
+            )
+            .await
+            .with_context(|| format!("measuring {}", args.http_module.display()))?,
+        )
+    } else {
+        None
+    };
     let config_startup = match &args.config {
         Some(path) => {
             let config = wasq::config::Config::load(path)?;
@@ -94,12 +120,20 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         let report = serde_json::json!({
             "modules": reports,
             "config_startup": config_startup,
-            "targets": { "overhead_ratio": OVERHEAD_TARGET, "startup_ratio": STARTUP_TARGET },
+            "http": http,
+            "targets": {
+                "overhead_ratio": OVERHEAD_TARGET,
+                "startup_ratio": STARTUP_TARGET,
+                "http_ratio": HTTP_TARGET,
+            },
         });
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(ExitCode::SUCCESS);
     }
     print_text(&args, &reports, config_startup.as_ref());
+    if let Some(h) = &http {
+        print_http(h);
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -148,6 +182,31 @@ fn print_text(args: &Args, reports: &[ModuleReport], config_startup: Option<&Sta
         table.row(startup_row(&path.display().to_string(), s));
         println!("{table}");
     }
+}
+
+fn print_http(h: &HttpReport) {
+    println!();
+    println!(
+        "One GET per task to a server on loopback (512-byte body, a new connection per \
+         request both ways), {} requests each way, same run:",
+        h.iterations
+    );
+    let mut table = Table::new("Way|>p50|>p99|>ratio p50|target ≤ 1.5");
+    table.row([
+        "wasq task (http:get handler, wasi:http, host checks)".to_owned(),
+        micros(h.wasq.median_us),
+        micros(h.wasq.p99_us),
+        format!("{:.2}", h.ratio),
+        met(h.ratio <= HTTP_TARGET),
+    ]);
+    table.row([
+        "host GET (hyper)".to_owned(),
+        micros(h.host.median_us),
+        micros(h.host.p99_us),
+        String::new(),
+        String::new(),
+    ]);
+    println!("{table}");
 }
 
 fn startup_row(label: &str, s: &StartupReport) -> [String; 5] {

@@ -52,6 +52,22 @@ pub struct OverheadReport {
     pub ratio: f64,
 }
 
+/// The outbound HTTP report: one local GET per task through the sandbox
+/// against the same GET made by the host with hyper.
+#[derive(Debug, Clone, Serialize)]
+pub struct HttpReport {
+    /// Requests made each way.
+    pub iterations: usize,
+    /// A task of the `http:get` handler, whose GET goes through wasi:http
+    /// and the host's checks.
+    pub wasq: Timings,
+    /// The same GET from the host: a new connection and one request with
+    /// hyper, as the host makes for the guest.
+    pub host: Timings,
+    /// wasq median / host median (the target is at most 1.5).
+    pub ratio: f64,
+}
+
 /// The start-up report.
 #[derive(Debug, Clone, Serialize)]
 pub struct StartupReport {
@@ -129,6 +145,111 @@ pub async fn overhead(
         ratio: wasq.median_us / naive.median_us,
         wasq,
         naive,
+    })
+}
+
+/// Runs `iterations` tasks of `module` (a handler that GETs the payload's
+/// `url`, like `examples-wasm/http-get`) against a server on loopback, and
+/// the same GET made by the host, alternating in rounds.
+pub async fn http_overhead(
+    module: &Path,
+    iterations: usize,
+    cache_dir: Option<&Path>,
+) -> Result<HttpReport, RuntimeError> {
+    let err = |what: &str, e: &dyn std::fmt::Display| RuntimeError::Engine(format!("{what}: {e}"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| err("binding the bench's server", &e))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| err("binding the bench's server", &e))?;
+    let app = axum::Router::new().route("/", axum::routing::get(|| async { "x".repeat(512) }));
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let mut text = format!(
+        "[runtime]\nmax_sandboxes = 4\n[tasks.get]\nmodule = {:?}\nhttp = [\"http://{addr}\"]\n",
+        module.display().to_string()
+    );
+    if let Some(dir) = cache_dir {
+        text = text.replace(
+            "[tasks.get]",
+            &format!("cache_dir = {:?}\n[tasks.get]", dir.display().to_string()),
+        );
+    }
+    let config = Config::parse(&text, None)?;
+    let runtime = tokio::task::spawn_blocking(move || Runtime::load(&config))
+        .await
+        .map_err(|e| err("loading the module", &e))??;
+    let payload = format!(r#"{{"url": "http://{addr}/"}}"#).into_bytes();
+    let ours_once = || async {
+        let run = runtime
+            .execute(Invocation::new("get", payload.clone()))
+            .await;
+        match run.outcome {
+            super::Outcome::Success { result } if result.starts_with(b"200 ") => Ok(()),
+            other => Err(RuntimeError::Engine(format!(
+                "the http:get task failed: {other:?}"
+            ))),
+        }
+    };
+    let host_once = || async move {
+        let stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| err("host GET", &e))?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(wasmtime_wasi_http::io::TokioIo::new(stream))
+                .await
+                .map_err(|e| err("host GET", &e))?;
+        let connection = tokio::spawn(connection);
+        let request = http::Request::get("/")
+            .header(http::header::HOST, addr.to_string())
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .map_err(|e| err("host GET", &e))?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| err("host GET", &e))?;
+        use http_body_util::BodyExt as _;
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| err("host GET", &e))?
+            .to_bytes();
+        drop(sender);
+        let _ = connection.await;
+        if body.len() == 512 {
+            Ok(())
+        } else {
+            Err(RuntimeError::Engine("host GET: short body".into()))
+        }
+    };
+    for _ in 0..20 {
+        ours_once().await?;
+        host_once().await?;
+    }
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    let rounds = 10;
+    for _ in 0..rounds {
+        for _ in 0..iterations / rounds {
+            let started = Instant::now();
+            ours_once().await?;
+            ours.push(started.elapsed());
+        }
+        for _ in 0..iterations / rounds {
+            let started = Instant::now();
+            host_once().await?;
+            theirs.push(started.elapsed());
+        }
+    }
+    server.abort();
+    let wasq = timings(&mut ours);
+    let host = timings(&mut theirs);
+    Ok(HttpReport {
+        iterations: ours.len(),
+        ratio: wasq.median_us / host.median_us,
+        wasq,
+        host,
     })
 }
 
