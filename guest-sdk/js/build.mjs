@@ -11,7 +11,8 @@
 // The handler's directory is copied into a scratch dir beside a copy of the SDK, and
 // its `import ... from 'wasq-guest'` become relative imports of the SDK, so
 // a handler names the SDK as it would with npm. The engine's WASI http and
-// fetch are left out: the host does not provide wasi:http.
+// fetch are left out: built in, a `fetch` from a handler's call traps in
+// the engine before any request reaches the host.
 
 import { cp, mkdir, mkdtemp, readFile, readdir, rm, writeFile, stat } from 'node:fs/promises';
 import { dirname, join, relative, resolve, basename, sep } from 'node:path';

@@ -18,7 +18,8 @@
 //!   policy), [`keys`] (Asynq's key
 //!   layout), [`names`] (queue and task names), [`units`] (sizes,
 //!   durations, fuel, network grants), [`redis_config`] (how to reach
-//!   Redis), [`proto`] (Asynq's protobuf messages).
+//!   Redis), [`proto`] (Asynq's protobuf messages), [`http_grant`] (the
+//!   outbound HTTP allow-list).
 //!
 //! Data flows one way: `cli` → [`worker`] → {[`broker`], [`runtime`]} →
 //! leaf types; [`client`] → [`broker`]; [`config`] → leaf types.

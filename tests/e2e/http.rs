@@ -570,6 +570,26 @@ retry_delay = "1s"
         hooks + 1
     );
     assert!(text.contains(&counted), "{counted} not in:\n{text}");
-    drop(config);
+    // `wasq module ls` shows the type's requests from what workers recorded.
+    let path = config.path.display().to_string();
+    let requests = || {
+        let (_, out, _) = wasq_tests::run_wasq(&["module", "ls", "--config", &path, "--json"]);
+        let rows: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+        rows.as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| r["task_type"] == "webhooks:sync")
+            .map(|r| r["last_hour"]["http"]["ok"].as_u64().unwrap_or(0))
+            .unwrap_or(0)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while requests() < hooks as u64 + 1 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(
+        requests() > hooks as u64,
+        "module ls counted {} requests",
+        requests()
+    );
     worker.stop().await;
 }
