@@ -40,8 +40,16 @@ pub(crate) fn build_on_demand() -> wasmtime::Result<Engine> {
     Engine::new(&config)
 }
 
+/// Finished sandboxes whose memories, tables and stacks are returned to the
+/// OS together, in one round of `madvise`.
+const DECOMMIT_BATCH: u32 = 16;
+
 fn pool(max_sandboxes: u32, max_memory: u64, footprint: &Footprint) -> PoolingAllocationConfig {
     let n = max_sandboxes;
+    // Slots waiting in the decommit batch are not free yet: the pool holds
+    // a batch's worth more than `max_sandboxes` live sandboxes need, or a
+    // burst of short tasks finds it full.
+    let slots = n.saturating_add(DECOMMIT_BATCH);
     let per_sandbox = |count: u32| count.max(1);
     let mut pool = PoolingAllocationConfig::default();
     // Every sandbox may be of the largest module: a Rust component is one
@@ -49,11 +57,11 @@ fn pool(max_sandboxes: u32, max_memory: u64, footprint: &Footprint) -> PoolingAl
     // a dozen core instances. The per-component maxima are the footprint
     // itself, so a module needing more than its bytes said is refused when
     // it is compiled, not when the pool runs dry under load.
-    pool.total_component_instances(n)
-        .total_core_instances(n.saturating_mul(per_sandbox(footprint.core_instances)))
-        .total_memories(n.saturating_mul(per_sandbox(footprint.memories)))
-        .total_tables(n.saturating_mul(per_sandbox(footprint.tables)))
-        .total_stacks(n)
+    pool.total_component_instances(slots)
+        .total_core_instances(slots.saturating_mul(per_sandbox(footprint.core_instances)))
+        .total_memories(slots.saturating_mul(per_sandbox(footprint.memories)))
+        .total_tables(slots.saturating_mul(per_sandbox(footprint.tables)))
+        .total_stacks(slots)
         .max_core_instances_per_component(per_sandbox(footprint.core_instances))
         .max_memories_per_component(per_sandbox(footprint.memories))
         .max_tables_per_component(per_sandbox(footprint.tables))
@@ -77,7 +85,7 @@ fn pool(max_sandboxes: u32, max_memory: u64, footprint: &Footprint) -> PoolingAl
         .table_keep_resident(256 << 10)
         // What is returned is returned in batches: one round of madvise per
         // 16 sandboxes instead of one each.
-        .decommit_batch_size(16);
+        .decommit_batch_size(DECOMMIT_BATCH as usize);
     pool
 }
 
