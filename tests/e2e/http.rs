@@ -593,3 +593,31 @@ retry_delay = "1s"
     );
     worker.stop().await;
 }
+
+#[test]
+fn wasq_bench_times_a_get_through_the_sandbox_against_the_host() {
+    let noop = format!("rust={}", wasq_tests::example("noop").display());
+    let http_get = wasq_tests::example("http-get").display().to_string();
+    let cache = wasq_tests::cache_dir().display().to_string();
+    let (code, out, err) = wasq_tests::run_wasq(&[
+        "bench",
+        "--module",
+        &noop,
+        "--http",
+        "--http-module",
+        &http_get,
+        "--iterations",
+        "20",
+        "--cache-dir",
+        &cache,
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["http"]["iterations"], 20, "{out}");
+    for way in ["wasq", "host"] {
+        let median = report["http"][way]["median_us"].as_f64().unwrap();
+        assert!(median > 0.0, "{way}: {out}");
+    }
+    assert_eq!(report["targets"]["http_ratio"], 1.5);
+}

@@ -26,7 +26,7 @@
 //! ```
 
 use std::fmt;
-use std::io::{Read as _, Write as _};
+use std::io::Write as _;
 
 use std::time::Duration;
 
@@ -193,12 +193,22 @@ impl RequestBuilder {
         let incoming = response.consume().map_err(|()| invalid("response body"))?;
         let mut body = Vec::new();
         {
-            let mut stream = incoming.stream().map_err(|()| invalid("response body"))?;
-            stream.read_to_end(&mut body).map_err(|e| {
-                // The host's body cap and cut connections end the stream
-                // with an error the guest can only see as text.
-                HttpError::new(HttpErrorKind::Connection, e.to_string())
-            })?;
+            let stream = incoming.stream().map_err(|()| invalid("response body"))?;
+            // Large reads: each one is a call into the host.
+            loop {
+                match stream.blocking_read(64 << 10) {
+                    Ok(chunk) => body.extend_from_slice(&chunk),
+                    Err(wasip2::io::streams::StreamError::Closed) => break,
+                    Err(wasip2::io::streams::StreamError::LastOperationFailed(error)) => {
+                        // The host's body cap and cut connections end the
+                        // stream with an error the guest sees only as text.
+                        return Err(HttpError::new(
+                            HttpErrorKind::Connection,
+                            format!("reading the body: {}", error.to_debug_string()),
+                        ));
+                    }
+                }
+            }
         }
         drop(IncomingBody::finish(incoming));
         Ok(Response {
