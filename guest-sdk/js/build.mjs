@@ -11,8 +11,8 @@
 // The handler's directory is copied into a scratch dir beside a copy of the SDK, and
 // its `import ... from 'wasq-guest'` become relative imports of the SDK, so
 // a handler names the SDK as it would with npm. The engine's WASI http and
-// fetch are left out: built in, a `fetch` from a handler's call traps in
-// the engine before any request reaches the host.
+// fetch are left out: the wasq:task world does not import wasi:http, so
+// ComponentizeJS would stub them, and a `fetch` would trap.
 
 import { cp, mkdir, mkdtemp, readFile, readdir, rm, writeFile, stat } from 'node:fs/promises';
 import { dirname, join, relative, resolve, basename, sep } from 'node:path';
