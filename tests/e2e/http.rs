@@ -116,6 +116,11 @@ fn serve(stream: TcpStream, hooks: &Mutex<Vec<String>>) {
             respond(&mut out, 302, &[("location", to)], b"");
         }
         "/hang" => std::thread::sleep(Duration::from_secs(60)),
+        "/stall" => {
+            // The head and 10 of 100 bytes, then nothing.
+            let _ = out.write_all(b"HTTP/1.1 200 X\r\ncontent-length: 100\r\n\r\n0123456789");
+            std::thread::sleep(Duration::from_secs(60));
+        }
         "/status" => {
             let code = query
                 .get("code")

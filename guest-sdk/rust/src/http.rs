@@ -98,8 +98,9 @@ impl RequestBuilder {
         self
     }
 
-    /// Gives up connecting, and waiting for the response's head, after
-    /// this long (the host also stops at the task's own deadline).
+    /// Gives up connecting, waiting for the response's head, or waiting
+    /// between two pieces of its body after this long (the host also stops
+    /// at the task's own deadline).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
@@ -141,6 +142,7 @@ impl RequestBuilder {
             let nanos = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
             let _ = options.set_connect_timeout(Some(nanos));
             let _ = options.set_first_byte_timeout(Some(nanos));
+            let _ = options.set_between_bytes_timeout(Some(nanos));
             options
         });
         let body = request.body().map_err(|()| invalid("body"))?;

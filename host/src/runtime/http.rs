@@ -8,7 +8,8 @@
 //!         ─► in-flight cap ─► resolve (pinned names first) ─► every address
 //!            public, or named literally by the entry? ── no ─► destination-IP-prohibited
 //!         ─► connect (timeout ≤ the task's time left) ─► TLS (system roots + http_ca)
-//!         ─► HTTP/1.1, request body capped ─► response, body capped ─► guest
+//!         ─► HTTP/1.1, request body capped ─► response, body capped and
+//!            timed between pieces ─► guest
 //! ```
 //!
 //! Nothing is followed on the guest's behalf: a redirect reaches the guest,
@@ -369,10 +370,17 @@ impl Call {
         if content_length(response.headers()).is_some_and(|n| n > max) {
             return Err(Error::HttpResponseBodySize(Some(max)));
         }
+        // Between two pieces of the body: the guest's timeout, never past
+        // the task's deadline.
+        let between = options
+            .and_then(|o| o.between_bytes_timeout)
+            .unwrap_or(Duration::MAX)
+            .min(left());
         let response = response.map(|body| {
-            Limited::new(body, max as usize)
+            let limited = Limited::new(body, max as usize)
                 .map_err(move |e| limit_error(e, Error::HttpResponseBodySize(Some(max))))
-                .boxed_unsync()
+                .boxed_unsync();
+            BetweenBytes::new(limited, between).boxed_unsync()
         });
         let io: IoFuture = Box::new(async move {
             // The in-flight slot is held until the connection is done.
@@ -434,6 +442,56 @@ impl Call {
             }
         }
         Err(last)
+    }
+}
+
+/// A response body that fails with a read timeout when no frame arrives
+/// within `timeout` of the last one (or of the response's head).
+struct BetweenBytes {
+    inner: WasiBody,
+    timeout: Duration,
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl BetweenBytes {
+    fn new(inner: WasiBody, timeout: Duration) -> Self {
+        Self {
+            inner,
+            timeout,
+            sleep: Box::pin(tokio::time::sleep(timeout)),
+        }
+    }
+}
+
+impl http_body::Body for BetweenBytes {
+    type Data = bytes::Bytes;
+    type Error = Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Error>>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        match std::pin::Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                let next = tokio::time::Instant::now() + this.timeout;
+                this.sleep.as_mut().reset(next);
+                Poll::Ready(frame)
+            }
+            Poll::Pending => match this.sleep.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(Error::ConnectionReadTimeout))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -4,7 +4,8 @@
 //!
 //! It returns the response as JSON (status, headers, body length, and the
 //! body itself when it is short), follows one redirect when `follow` is set,
-//! and makes `requests` requests one after the other when asked. A failed
+//! makes `requests` requests one after the other when asked, and sets a
+//! timeout of `timeout_ms` when given. A failed
 //! request is a skip-retry whose message starts with the error's kind
 //! (`Denied: ...`, `TooLarge: ...`), so a test can read it.
 
@@ -26,6 +27,8 @@ struct Request {
     follow: bool,
     #[serde(default = "one")]
     requests: usize,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
 }
 
 fn get() -> String {
@@ -65,6 +68,9 @@ fn send(request: &Request, url: &str) -> Result<http::Response, TaskError> {
     let mut builder = http::request(&request.method, url);
     for (name, value) in &request.headers {
         builder = builder.header(name, value);
+    }
+    if let Some(ms) = request.timeout_ms {
+        builder = builder.timeout(std::time::Duration::from_millis(ms));
     }
     if request.body_bytes > 0 {
         let body: Vec<u8> = (0..request.body_bytes).map(|i| (i % 251) as u8).collect();
