@@ -1,11 +1,82 @@
 //! What the tests of the interpreted languages (Python, JavaScript) share:
-//! the task types of their examples and of their misbehaving guest, the
-//! helpers that read an [`Execution`], and the check that their examples
-//! give the Rust examples' results.
+//! building their components, the task types of their examples and of their
+//! misbehaving guest, the helpers that read an [`Execution`], and the check
+//! that their examples give the Rust examples' results.
 
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use wasq::runtime::{Execution, Failure, HandlerError, Invocation, Outcome, Runtime, TrapCause};
+
+pub(crate) fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A stamp of the files a component is built from: its source and the
+/// toolchain's `inputs`.
+fn stamp(source: &str, inputs: &[&str]) -> String {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for file in inputs.iter().chain([&source]) {
+        file.hash(&mut hasher);
+        std::fs::read(root().join(file))
+            .unwrap_or_default()
+            .hash(&mut hasher);
+    }
+    format!("{:016x}", hasher.finish())
+}
+
+/// Builds each `(source, name)` of `sources` with `wasq build` into
+/// `target/<out>/<name>.wasm`, unless the source and the toolchain's
+/// `inputs` are unchanged since the last build (the toolchains' output
+/// differs from build to build, so a kept component also keeps its
+/// compiled code in the tests' cache). `hint` is added to a failure.
+pub(crate) fn build_components(
+    out: &str,
+    sources: &[(&str, &str)],
+    inputs: &[&str],
+    hint: &str,
+) -> PathBuf {
+    let root = root();
+    let out = root.join("target").join(out);
+    std::fs::create_dir_all(&out).unwrap();
+    for (source, name) in sources {
+        let wasm = out.join(format!("{name}.wasm"));
+        let stamp_file = out.join(format!("{name}.stamp"));
+        let stamp = stamp(source, inputs);
+        if wasm.is_file() && std::fs::read_to_string(&stamp_file).ok() == Some(stamp.clone()) {
+            continue;
+        }
+        let _ = std::fs::remove_file(&stamp_file);
+        let output = std::process::Command::new(wasq_tests::wasq_bin())
+            .arg("build")
+            .arg(root.join(source))
+            .arg("-o")
+            .arg(&wasm)
+            .arg("--cache-dir")
+            .arg(wasq_tests::cache_dir())
+            .current_dir(&root)
+            .output()
+            .expect("running wasq build");
+        assert!(
+            output.status.success(),
+            "wasq build {source} failed ({hint}):\n{}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        eprintln!("{}", String::from_utf8_lossy(&output.stdout).trim_end());
+        std::fs::write(&stamp_file, stamp).unwrap();
+    }
+    out
+}
+
+/// Component `name` in `dir` as a TOML string.
+pub(crate) fn module_in(dir: &Path, name: &str) -> String {
+    format!(
+        "{:?}",
+        dir.join(format!("{name}.wasm")).display().to_string()
+    )
+}
 
 /// Task types of a language's examples (the modules as TOML strings): the
 /// email, the webhook and the prime sieve, the sieve also under a small

@@ -11,7 +11,6 @@
 //! whose sources have not changed since the last run is kept, and its
 //! compiled code is found in the cache.
 
-use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -42,70 +41,21 @@ const TOOLCHAIN: &[&str] = &[
     "wit/wasq.wit",
 ];
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// A stamp of the files a component is built from.
-fn stamp(source: &str) -> String {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    for file in TOOLCHAIN.iter().chain([&source]) {
-        file.hash(&mut hasher);
-        std::fs::read(root().join(file))
-            .unwrap_or_default()
-            .hash(&mut hasher);
-    }
-    format!("{:016x}", hasher.finish())
-}
-
-/// The directory of the built JS components; builds them all on first use,
-/// each with `wasq build`, unless its sources are unchanged since the
-/// last build.
+/// The directory of the built JS components; builds them on first use.
 fn components() -> &'static Path {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT.get_or_init(|| {
-        let root = root();
-        let out = root.join("target/wasq-test-js");
-        std::fs::create_dir_all(&out).unwrap();
-        for (source, name) in SOURCES {
-            let wasm = out.join(format!("{name}.wasm"));
-            let stamp_file = out.join(format!("{name}.stamp"));
-            let stamp = stamp(source);
-            if wasm.is_file() && std::fs::read_to_string(&stamp_file).ok() == Some(stamp.clone()) {
-                continue;
-            }
-            let _ = std::fs::remove_file(&stamp_file);
-            let output = std::process::Command::new(wasq_tests::wasq_bin())
-                .arg("build")
-                .arg(root.join(source))
-                .arg("-o")
-                .arg(&wasm)
-                .arg("--cache-dir")
-                .arg(wasq_tests::cache_dir())
-                .current_dir(&root)
-                .output()
-                .expect("running wasq build");
-            assert!(
-                output.status.success(),
-                "wasq build {source} failed (is ComponentizeJS installed? scripts/setup):\n{}\n{}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            );
-            eprintln!("{}", String::from_utf8_lossy(&output.stdout).trim_end());
-            std::fs::write(&stamp_file, stamp).unwrap();
-        }
-        out
+        interpreted::build_components(
+            "wasq-test-js",
+            SOURCES,
+            TOOLCHAIN,
+            "is ComponentizeJS installed? scripts/setup",
+        )
     })
 }
 
 fn module(name: &str) -> String {
-    format!(
-        "{:?}",
-        components()
-            .join(format!("{name}.wasm"))
-            .display()
-            .to_string()
-    )
+    interpreted::module_in(components(), name)
 }
 
 /// Task types of the JS examples.
@@ -307,7 +257,11 @@ memory = "48MiB"
 fn wasq_build_names_the_missing_js_toolchain() {
     let dir = tempfile::tempdir().unwrap();
     let source = dir.path().join("handler.js");
-    std::fs::copy(root().join("examples-wasm/js/email.js"), &source).unwrap();
+    std::fs::copy(
+        interpreted::root().join("examples-wasm/js/email.js"),
+        &source,
+    )
+    .unwrap();
     let output = std::process::Command::new(wasq_tests::wasq_bin())
         .arg("build")
         .arg(&source)

@@ -4,8 +4,9 @@
 //! Python and Rust tasks enqueuing each other.
 //!
 //! Every Python component is built once per test run (the first test that
-//! needs them builds all of them, under `target/wasq-test-python/`), and
-//! its compiled code goes to the tests' shared cache.
+//! needs them builds all of them, under `target/wasq-test-python/`) unless
+//! its sources are unchanged since the last run, and its compiled code goes
+//! to the tests' shared cache.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -29,47 +30,32 @@ const SOURCES: &[(&str, &str)] = &[
     ("tests/guests/python/misbehave.py", "misbehave"),
 ];
 
-/// The directory of the built Python components; builds them all on first
-/// use, each with `wasq build`.
+/// What a component is built from besides its source.
+const TOOLCHAIN: &[&str] = &[
+    "guest-sdk/python/wasq_guest/__init__.py",
+    "guest-sdk/python/wasq_guest/_errors.py",
+    "guest-sdk/python/wasq_guest/_handler.py",
+    "guest-sdk/python/wasq_guest/_task.py",
+    "guest-sdk/python/wasq_guest/log.py",
+    "scripts/setup",
+    "wit/wasq.wit",
+];
+
+/// The directory of the built Python components; builds them on first use.
 fn components() -> &'static Path {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let out = root.join("target/wasq-test-python");
-        std::fs::create_dir_all(&out).unwrap();
-        let cache = wasq_tests::cache_dir();
-        for (source, name) in SOURCES {
-            let wasm = out.join(format!("{name}.wasm"));
-            let output = std::process::Command::new(wasq_tests::wasq_bin())
-                .arg("build")
-                .arg(root.join(source))
-                .arg("-o")
-                .arg(&wasm)
-                .arg("--cache-dir")
-                .arg(&cache)
-                .current_dir(&root)
-                .output()
-                .expect("running wasq build");
-            assert!(
-                output.status.success(),
-                "wasq build {source} failed:\n{}\n{}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            );
-            eprintln!("{}", String::from_utf8_lossy(&output.stdout).trim_end());
-        }
-        out
+        interpreted::build_components(
+            "wasq-test-python",
+            SOURCES,
+            TOOLCHAIN,
+            "is componentize-py installed? scripts/setup",
+        )
     })
 }
 
 fn module(name: &str) -> String {
-    format!(
-        "{:?}",
-        components()
-            .join(format!("{name}.wasm"))
-            .display()
-            .to_string()
-    )
+    interpreted::module_in(components(), name)
 }
 
 /// Task types of the Python examples, as in examples-wasm/python/wasq.toml.
