@@ -345,10 +345,13 @@ impl Call {
         } else {
             Box::new(tcp)
         };
-        let (mut sender, mut connection) =
-            hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                .await
-                .map_err(Error::from)?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(Error::from)?;
+        let connection = wasmtime_wasi::runtime::spawn(async move {
+            connection.await.map_err(Error::from)?;
+            Ok::<(), Error>(())
+        });
         // Origin form on the wire: the path and query only.
         let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
         *request.uri_mut() = http::Uri::builder()
@@ -359,24 +362,10 @@ impl Call {
             .and_then(|o| o.first_byte_timeout)
             .unwrap_or(Duration::MAX)
             .min(left());
-        // The connection is driven here, in the same task, until the head
-        // arrives; wasi:http then keeps it running while the body is read.
-        let sent = sender.send_request(request);
-        let mut sent = std::pin::pin!(sent);
-        let head = std::future::poll_fn(|cx| {
-            use std::task::Poll;
-            if let Poll::Ready(result) = sent.as_mut().poll(cx) {
-                return Poll::Ready(result.map_err(Error::from));
-            }
-            match std::pin::Pin::new(&mut connection).poll(cx) {
-                Poll::Ready(Ok(())) => Poll::Ready(Err(Error::HttpResponseIncomplete)),
-                Poll::Ready(Err(error)) => Poll::Ready(Err(Error::from(error))),
-                Poll::Pending => Poll::Pending,
-            }
-        });
-        let response = tokio::time::timeout(first_byte, head)
+        let response = tokio::time::timeout(first_byte, sender.send_request(request))
             .await
-            .map_err(|_| Error::ConnectionReadTimeout)??;
+            .map_err(|_| Error::ConnectionReadTimeout)?
+            .map_err(Error::from)?;
         let max = policy.max_body;
         if content_length(response.headers()).is_some_and(|n| n > max) {
             return Err(Error::HttpResponseBodySize(Some(max)));
@@ -396,7 +385,7 @@ impl Call {
         let io: IoFuture = Box::new(async move {
             // The in-flight slot is held until the connection is done.
             let _permit = permit;
-            connection.await.map_err(Error::from)
+            connection.await
         });
         Ok((response, io))
     }
