@@ -10,9 +10,10 @@
 //
 // The handler's directory is copied into a scratch dir beside a copy of the SDK, and
 // its `import ... from 'wasq-guest'` become relative imports of the SDK, so
-// a handler names the SDK as it would with npm. The engine's WASI http and
-// fetch are left out: the wasq:task world does not import wasi:http, so
-// ComponentizeJS would stub them, and a `fetch` would trap.
+// a handler names the SDK as it would with npm. The engine's `fetch` stays
+// (it imports wasi:http's outgoing handler, which the host checks against
+// the task type's `http` list); its fetch event, an HTTP server's entry
+// point, is left out.
 
 import { cp, mkdir, mkdtemp, readFile, readdir, rm, writeFile, stat } from 'node:fs/promises';
 import { dirname, join, relative, resolve, basename, sep } from 'node:path';
@@ -94,7 +95,7 @@ try {
     sourcePath: join(handlerDir, basename(sourcePath)),
     witPath,
     worldName: world,
-    disableFeatures: ['http', 'fetch-event'],
+    disableFeatures: ['fetch-event'],
   });
   await mkdir(dirname(outPath), { recursive: true });
   await writeFile(outPath, component);

@@ -445,45 +445,207 @@ fn bad_http_entries_name_file_line_and_key() {
     }
 }
 
+/// The webhook example in each language, granted the server's port:
+/// `webhooks:sync` (Rust), `webhooks:py` and `webhooks:js`.
+fn webhook_types(server: &Server) -> String {
+    format!(
+        r#"
+[defaults]
+http = ["http://127.0.0.1:{port}"]
+
+[tasks."webhooks:sync"]
+module = "{{examples}}/webhook_sync.wasm"
+[tasks."webhooks:py"]
+module = {python}
+timeout = "60s"
+[tasks."webhooks:js"]
+module = {js}
+timeout = "60s"
+"#,
+        port = server.port,
+        python = crate::python::module("webhook_sync"),
+        js = crate::js::module("webhook_sync"),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_webhook_example_answers_the_receivers_status() {
+async fn the_webhook_example_answers_the_receivers_status_in_every_language() {
+    let server = Server::start();
+    let runtime = TestConfig::new(&webhook_types(&server)).runtime();
+    let hook = |path: &str| format!(r#"{{"data": 5, "url": {:?}}}"#, server.url(path));
+    for (n, task_type) in ["webhooks:sync", "webhooks:py", "webhooks:js"]
+        .into_iter()
+        .enumerate()
+    {
+        let done = run(&runtime, task_type, &hook("/hook")).await;
+        assert!(done.outcome.is_success(), "{task_type}: {:?}", done.outcome);
+        assert_eq!(server.hooks.lock().unwrap().len(), n + 1, "{task_type}");
+        let delivered: serde_json::Value =
+            serde_json::from_str(server.hooks.lock().unwrap().last().unwrap()).unwrap();
+        assert_eq!(delivered["data"], 5, "{task_type}: the payload is the body");
+        assert_eq!(
+            (done.http.len(), done.http[0].status),
+            (1, Some(200)),
+            "{task_type}"
+        );
+        // 503 with `Retry-After: 7`: retried after 7 s, not the backoff.
+        let busy = run(&runtime, task_type, &hook("/status?code=503")).await;
+        match busy.outcome.failure() {
+            Some(Failure::Handler {
+                error: HandlerError::Retry { message, delay },
+            }) => {
+                assert!(message.contains("503"), "{task_type}: {message}");
+                assert_eq!(*delay, Some(Duration::from_secs(7)), "{task_type}");
+            }
+            other => panic!("{task_type}: expected a retry, got {other:?}"),
+        }
+        // 400: sending it again cannot help, so it is archived.
+        let refused = run(&runtime, task_type, &hook("/status?code=400")).await;
+        match refused.outcome.failure() {
+            Some(Failure::Handler {
+                error: HandlerError::SkipRetry { message },
+            }) => assert!(message.contains("400"), "{task_type}: {message}"),
+            other => panic!("{task_type}: expected skip-retry, got {other:?}"),
+        }
+        // Without a url, as in the tutorial, it only logs.
+        let tutorial = run(&runtime, task_type, r#"{"data": 1234}"#).await;
+        assert!(tutorial.outcome.is_success(), "{task_type}");
+        assert!(tutorial.http.is_empty(), "{task_type}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_and_javascript_clients_round_trip_and_are_denied_before_any_connection() {
     let server = Server::start();
     let config = format!(
         r#"
-[tasks."webhooks:sync"]
-module = "{{examples}}/webhook_sync.wasm"
+[defaults]
+timeout = "60s"
+fuel = "unlimited"
+
+[tasks.py]
+module = {python}
 http = ["http://127.0.0.1:{port}"]
+[tasks.js]
+module = {js}
+http = ["http://127.0.0.1:{port}"]
+[tasks.py_none]
+module = {python}
+[tasks.js_none]
+module = {js}
 "#,
-        port = server.port
+        port = server.port,
+        python = crate::python::module("http_client"),
+        js = crate::js::module("http_client"),
     );
     let runtime = TestConfig::new(&config).runtime();
-    let hook = |path: &str| format!(r#"{{"data": 5, "url": {:?}}}"#, server.url(path));
-    let done = run(&runtime, "webhooks:sync", &hook("/hook")).await;
-    assert!(done.outcome.is_success(), "{:?}", done.outcome);
-    assert_eq!(server.hooks.lock().unwrap().len(), 1);
-    // 503 with `Retry-After: 7`: retried after 7 s, not the backoff.
-    let busy = run(&runtime, "webhooks:sync", &hook("/status?code=503")).await;
-    match busy.outcome.failure() {
-        Some(Failure::Handler {
-            error: HandlerError::Retry { message, delay },
-        }) => {
-            assert!(message.contains("503"), "{message}");
-            assert_eq!(*delay, Some(Duration::from_secs(7)));
+    for lang in ["py", "js"] {
+        // A 1 MB body each way, a header, the method.
+        let echo = call(
+            &runtime,
+            lang,
+            serde_json::json!({"method": "POST", "url": server.url("/echo"),
+                               "body_bytes": 1_000_000, "headers": {"x-test": "yes"}}),
+        )
+        .await;
+        let body = response(&echo);
+        assert_eq!(body["status"], 200, "{lang}: {body}");
+        assert_eq!(body["body_len"], 1_000_000, "{lang}: {body}");
+        let sum: u64 = (0..1_000_000u64).map(|i| i % 251).sum();
+        assert_eq!(body["body_sum"], sum, "{lang}: the body came back intact");
+        let headers = body["headers"].as_array().unwrap();
+        for pair in [["x-echo-test", "yes"], ["x-echo-method", "POST"]] {
+            assert!(
+                headers.contains(&serde_json::json!(pair)),
+                "{lang}: {pair:?} not in {body}"
+            );
         }
-        other => panic!("expected a retry, got {other:?}"),
+        assert_eq!((echo.http.len(), echo.http[0].outcome), (1, "ok"), "{lang}");
+        let missing = response(
+            &call(
+                &runtime,
+                lang,
+                serde_json::json!({"url": server.url("/nowhere")}),
+            )
+            .await,
+        );
+        assert_eq!(
+            (missing["status"].as_u64(), missing["body"].as_str()),
+            (Some(404), Some("no such route")),
+            "{lang}"
+        );
+
+        let seen = server.connections();
+        for (task_type, url, why) in [
+            (format!("{lang}_none"), server.url("/echo"), "no http list"),
+            (
+                lang.to_owned(),
+                format!("http://localhost:{}/echo", server.port),
+                "a host not on the list",
+            ),
+            (
+                lang.to_owned(),
+                "http://127.0.0.1:1/echo".to_owned(),
+                "a port not on the list",
+            ),
+        ] {
+            let denied = call(&runtime, &task_type, serde_json::json!({"url": url})).await;
+            let message = refusal(&denied);
+            assert_eq!(denied.http.len(), 1, "{task_type}, {why}: {message}");
+            assert_eq!(denied.http[0].outcome, "denied", "{task_type}, {why}");
+            if lang == "py" {
+                assert!(message.starts_with("denied:"), "{why}: {message}");
+            }
+        }
+        assert_eq!(
+            server.connections(),
+            seen,
+            "{lang}: a denied request reached the server"
+        );
     }
-    // 400: sending it again cannot help, so it is archived.
-    let refused = run(&runtime, "webhooks:sync", &hook("/status?code=400")).await;
-    match refused.outcome.failure() {
-        Some(Failure::Handler {
-            error: HandlerError::SkipRetry { message },
-        }) => assert!(message.contains("400"), "{message}"),
-        other => panic!("expected skip-retry, got {other:?}"),
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_and_javascript_webhooks_deliver_through_a_worker() {
+    let server = Server::start();
+    let (q, _config, mut worker, client) = one_queue("http-langs", &webhook_types(&server)).await;
+    let each = 25;
+    for i in 0..each {
+        for (task_type, offset) in [("webhooks:py", 0), ("webhooks:js", 1000)] {
+            let body = format!(
+                r#"{{"data": {}, "url": {:?}}}"#,
+                offset + i,
+                server.url("/hook")
+            );
+            client
+                .enqueue(
+                    Task::new(task_type, body.into_bytes()),
+                    TaskOptions::default().queue(&q),
+                )
+                .await
+                .unwrap();
+        }
     }
-    // Without a url, as in the tutorial, it only logs.
-    let tutorial = run(&runtime, "webhooks:sync", r#"{"data": 1234}"#).await;
-    assert!(tutorial.outcome.is_success());
-    assert!(tutorial.http.is_empty());
+    let events = worker.next(2 * each, Duration::from_secs(180)).await;
+    assert!(
+        events.iter().all(|e| e.disposition == Disposition::Done),
+        "{events:#?}"
+    );
+    let mut delivered: Vec<i64> = server
+        .hooks
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            serde_json::from_str::<serde_json::Value>(b).unwrap()["data"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    delivered.sort();
+    let expected: Vec<i64> = (0..each as i64).chain(1000..1000 + each as i64).collect();
+    assert_eq!(delivered, expected, "every webhook delivered once");
+    worker.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -31,6 +31,7 @@ const SOURCES: &[(&str, &str)] = &[
     ("examples-wasm/js/primes.js", "primes"),
     ("examples-wasm/js/noop.js", "noop"),
     ("tests/guests/js/misbehave.js", "misbehave"),
+    ("tests/guests/js/http_client.js", "http_client"),
 ];
 
 /// What a component is built from besides its source.
@@ -54,7 +55,7 @@ fn components() -> &'static Path {
     })
 }
 
-fn module(name: &str) -> String {
+pub(crate) fn module(name: &str) -> String {
     interpreted::module_in(components(), name)
 }
 

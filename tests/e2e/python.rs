@@ -28,6 +28,7 @@ const SOURCES: &[(&str, &str)] = &[
     ("examples-wasm/python/primes.py", "primes"),
     ("examples-wasm/python/noop.py", "noop"),
     ("tests/guests/python/misbehave.py", "misbehave"),
+    ("tests/guests/python/http_client.py", "http_client"),
 ];
 
 /// What a component is built from besides its source.
@@ -36,7 +37,10 @@ const TOOLCHAIN: &[&str] = &[
     "guest-sdk/python/wasq_guest/_errors.py",
     "guest-sdk/python/wasq_guest/_handler.py",
     "guest-sdk/python/wasq_guest/_task.py",
+    "guest-sdk/python/wasq_guest/http.py",
     "guest-sdk/python/wasq_guest/log.py",
+    "host/src/cli/build/python.rs",
+    "guest-sdk/js/tools/package-lock.json",
     "scripts/setup",
     "wit/wasq.wit",
 ];
@@ -54,7 +58,7 @@ fn components() -> &'static Path {
     })
 }
 
-fn module(name: &str) -> String {
+pub(crate) fn module(name: &str) -> String {
     interpreted::module_in(components(), name)
 }
 

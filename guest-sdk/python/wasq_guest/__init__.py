@@ -22,10 +22,11 @@ names the exception and the last frames of its traceback.
 
 The host does the rest: fuel, memory and time limits stop the interpreter
 itself, and files, env vars, clocks and queues are only what the task type
-is granted in ``wasq.toml``.
+is granted in ``wasq.toml``. :mod:`wasq_guest.http` makes HTTP requests to
+the hosts the task type's ``http`` list names.
 """
 
-from . import log
+from . import http, log
 from ._errors import EnqueueError, Retry, Revoke, SkipRetry, TaskError
 from ._handler import handler
 from ._task import Task, enqueue, set_progress
@@ -39,6 +40,7 @@ __all__ = [
     "TaskError",
     "enqueue",
     "handler",
+    "http",
     "log",
     "set_progress",
 ]

@@ -70,6 +70,15 @@ pub fn build(source: &Path, out: &Path, wit: &Path) -> anyhow::Result<()> {
     )
 }
 
+/// The WASI 0.2.12 WIT packages (wasi:http and what it uses) that come with
+/// the JavaScript toolchain (jco's built-in WIT), if it is installed.
+pub fn wasi_wit(handler_dir: &Path) -> Option<PathBuf> {
+    let dir = find_tools(handler_dir)
+        .ok()?
+        .join("node_modules/@bytecodealliance/jco/lib/wit/builtin/0.2.12");
+    dir.join("wasi-http").is_dir().then_some(dir)
+}
+
 fn componentize_js_in(dir: &Path) -> bool {
     dir.join("node_modules/@bytecodealliance/componentize-js/package.json")
         .is_file()

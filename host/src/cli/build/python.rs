@@ -35,10 +35,20 @@ const SDK: &[(&str, &str)] = &[
         include_str!("../../../../guest-sdk/python/wasq_guest/_task.py"),
     ),
     (
+        "http.py",
+        include_str!("../../../../guest-sdk/python/wasq_guest/http.py"),
+    ),
+    (
         "log.py",
         include_str!("../../../../guest-sdk/python/wasq_guest/log.py"),
     ),
 ];
+
+/// The interface that gives a Python handler outbound HTTP, imported beside
+/// the handler's world; its WIT comes with the JavaScript toolchain.
+const HTTP_HANDLER: &str = "wasi:http/outgoing-handler@0.2.12";
+/// wasi:http's types, named `http_types` in the bindings.
+const HTTP_TYPES: &str = "wasi:http/types@0.2.12";
 
 /// The entry module's name; the handler's module must not take it.
 const ENTRY: &str = "wasq_entry_";
@@ -112,11 +122,47 @@ pub fn build(source: &Path, out: &Path, wit: &Path) -> anyhow::Result<()> {
         ),
     )?;
     let out = std::path::absolute(out)?;
+    let mut command = Command::new(&tool);
+    match super::js::wasi_wit(&app_dir) {
+        Some(wasi) => {
+            // A world that includes the handler's and imports wasi:http,
+            // for `wasq_guest.http`; both packages name an interface
+            // `types`, so each gets its own module name.
+            let root = work.path().join("wit-http");
+            let deps = root.join("deps");
+            copy_dir(wit, &deps.join("wasq-task"))?;
+            for entry in std::fs::read_dir(&wasi)? {
+                let entry = entry?;
+                copy_dir(&entry.path(), &deps.join(entry.file_name()))?;
+            }
+            std::fs::write(
+                root.join("world.wit"),
+                format!(
+                    "package wasq:python-build;\n\nworld handler-http {{\n  include {WORLD};\n  \
+                     import {HTTP_HANDLER};\n}}\n"
+                ),
+            )?;
+            let version = WORLD.rsplit_once('@').map_or("", |(_, v)| v);
+            command
+                .arg("-d")
+                .arg(&root)
+                .args(["-w", "handler-http"])
+                .arg("--import-interface-name")
+                .arg(format!("wasq:task/types@{version}=types"))
+                .arg("--import-interface-name")
+                .arg(format!("{HTTP_TYPES}=http_types"));
+        }
+        None => {
+            eprintln!(
+                "note: no WASI WIT found (it comes with ComponentizeJS in .tools/js: run \
+                 scripts/setup); building without wasi:http, so wasq_guest.http raises HttpError"
+            );
+            command.arg("-d").arg(wit).args(["-w", WORLD]);
+        }
+    }
     run_tool(
-        Command::new(&tool)
-            .arg("-d")
-            .arg(wit)
-            .args(["-w", WORLD, "componentize"])
+        command
+            .arg("componentize")
             .arg("-p")
             .arg(&app_dir)
             .arg("-p")
@@ -133,6 +179,22 @@ pub fn build(source: &Path, out: &Path, wit: &Path) -> anyhow::Result<()> {
             .env_remove("RUST_LIB_BACKTRACE"),
         &format!("{} componentize", tool.display()),
     )
+}
+
+/// Copies a directory of WIT files.
+fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
+        let entry = entry?;
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
+            copy_dir(&path, &to.join(entry.file_name()))?;
+        } else {
+            std::fs::copy(&path, to.join(entry.file_name()))
+                .with_context(|| format!("copying {}", path.display()))?;
+        }
+    }
+    Ok(())
 }
 
 fn is_identifier(name: &str) -> bool {
