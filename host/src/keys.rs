@@ -19,6 +19,10 @@
 //! | `asynq:{q}:processed:<yyyy-mm-dd>`, `:failed:<date>` | string | daily counts (UTC, expire after 90 days) |
 //! | `asynq:{q}:unique:<type>:<md5 hex of payload>` | string | uniqueness lock → task id, with a TTL (no digest for an empty payload, as Asynq) |
 //! | `asynq:{q}:sent:<id>` | string | wasq only: a guest's follow-up task `id` was sent (→ its id); deleted once the parent is acknowledged, else expires after a week |
+//! | `asynq:{q}:cron:<entry>` | string | wasq only: the latest tick (Unix s) of periodic entry `<entry>` enqueued into the queue; a tick at or before it is never enqueued again |
+//! | `asynq:schedulers` | zset | registered schedulers' entry lists → expiry (Unix s) |
+//! | `asynq:schedulers:{<host>:<pid>:<id>}` | list | a scheduler's periodic entries (protobuf `SchedulerEntry`), with a TTL |
+//! | `asynq:scheduler_history:<entry id>` | zset | `SchedulerEnqueueEvent` (protobuf) → enqueue time (Unix s), the newest 1000 |
 //! | `asynq:{q}:wake` | list | wasq only: a token pushed when work becomes pending, so idle workers block instead of polling |
 //! | `asynq:queues` | set | every queue name |
 //! | `asynq:servers`, `asynq:workers` | zset | registered servers and their worker hashes → expiry |
@@ -122,6 +126,12 @@ impl QueueKeys {
         self.key(&format!("sent:{id}"))
     }
 
+    /// `asynq:{q}:cron:<entry>`: wasq only, the latest tick (Unix seconds)
+    /// of periodic entry `entry` enqueued into this queue.
+    pub fn last_tick(&self, entry: &str) -> String {
+        self.key(&format!("cron:{entry}"))
+    }
+
     /// For an empty payload, the unique lock Asynq takes for an empty but
     /// non-nil payload (`asynq:{q}:unique:<type>:<md5 of "">`), which
     /// [`unique`](Self::unique) does not write (it writes the nil form, as
@@ -172,6 +182,19 @@ pub fn utc_date(unix_secs: i64) -> String {
         .to_string()
 }
 
+/// `asynq:schedulers`: the registered schedulers' entry lists.
+pub const ALL_SCHEDULERS: &str = "asynq:schedulers";
+
+/// `asynq:schedulers:{<scheduler id>}`: a scheduler's entries.
+pub fn scheduler_entries(scheduler_id: &str) -> String {
+    format!("asynq:schedulers:{{{scheduler_id}}}")
+}
+
+/// `asynq:scheduler_history:<entry id>`: an entry's enqueues.
+pub fn scheduler_history(entry_id: &str) -> String {
+    format!("asynq:scheduler_history:{entry_id}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,3 +223,4 @@ mod tests {
         assert_eq!(utc_date(1_795_564_800), "2026-11-25");
     }
 }
+

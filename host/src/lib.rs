@@ -38,6 +38,7 @@ pub mod backoff;
 pub mod broker;
 pub mod client;
 pub mod config;
+pub mod cron;
 pub mod http_grant;
 pub mod keys;
 pub mod names;
@@ -45,6 +46,7 @@ pub mod proto;
 pub mod redis_config;
 #[cfg(feature = "runtime")]
 pub mod runtime;
+pub mod schedule;
 pub mod task;
 pub mod units;
 #[cfg(feature = "runtime")]

@@ -296,3 +296,42 @@ mod tests {
         );
     }
 }
+
+/// A periodic entry as a scheduler registers it in
+/// `asynq:schedulers:{<scheduler id>}`, for Asynq's CLI and web UI.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SchedulerEntry {
+    /// Entry id.
+    #[prost(string, tag = "1")]
+    pub id: String,
+    /// The cron spec.
+    #[prost(string, tag = "2")]
+    pub spec: String,
+    /// Task type.
+    #[prost(string, tag = "3")]
+    pub task_type: String,
+    /// Payload.
+    #[prost(bytes = "vec", tag = "4")]
+    pub task_payload: Vec<u8>,
+    /// Options as Asynq prints them: `Queue("q")`, `MaxRetry(3)`, ...
+    #[prost(string, repeated, tag = "5")]
+    pub enqueue_options: Vec<String>,
+    /// The next tick.
+    #[prost(message, optional, tag = "6")]
+    pub next_enqueue_time: Option<prost_types::Timestamp>,
+    /// The previous tick (Go's zero time, -62135596800 s, for none).
+    #[prost(message, optional, tag = "7")]
+    pub prev_enqueue_time: Option<prost_types::Timestamp>,
+}
+
+/// One enqueue of a periodic entry, in
+/// `asynq:scheduler_history:<entry id>`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SchedulerEnqueueEvent {
+    /// The enqueued task's id.
+    #[prost(string, tag = "1")]
+    pub task_id: String,
+    /// When it was enqueued.
+    #[prost(message, optional, tag = "2")]
+    pub enqueue_time: Option<prost_types::Timestamp>,
+}

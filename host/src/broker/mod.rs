@@ -22,6 +22,7 @@ mod error;
 mod inspect;
 mod lanes;
 mod moves;
+mod periodic;
 mod scripts;
 mod servers;
 mod settle;
@@ -39,6 +40,7 @@ pub use crate::keys::{self, QueueKeys};
 pub use conn::{Conn, ConnectError, RedisConfig};
 pub use inspect::{DayStats, StoredTask};
 pub use moves::{CANCEL_CHANNEL, Move};
+pub use periodic::{HISTORY_MAX, TickEvent, Ticked};
 pub use servers::{ClusterInfo, ServerEntry};
 pub use topology::{ClusterNode, QueueLocation};
 

@@ -34,6 +34,7 @@ macro_rules! script {
 }
 
 script!(ENQUEUE, "scripts/enqueue.lua", with common);
+script!(TICK, "scripts/tick.lua", with common);
 script!(CLAIM, "scripts/claim.lua", with claim_step);
 script!(FINISH, "scripts/finish.lua", with common);
 script!(FINISH_MANY, "scripts/finish_many.lua", with claim_step);

@@ -11,6 +11,7 @@ mod build;
 mod check;
 mod completions;
 mod connect;
+mod cron;
 mod dash;
 mod enqueue;
 mod exec;
@@ -102,6 +103,10 @@ enum Command {
     /// and deleteall, archiveall, runall per queue and state.
     #[command(subcommand)]
     Task(task::Args),
+    /// Periodic tasks: the config's `[[periodic]]` entries with their next
+    /// and previous ticks, and each entry's enqueue history.
+    #[command(subcommand)]
+    Cron(cron::Args),
     /// Inspect the registered workers (servers).
     #[command(subcommand)]
     Server(server::Args),
@@ -149,6 +154,7 @@ pub fn main() -> ExitCode {
             Command::Stats(args) => stats::run(args).await,
             Command::Task(args) => task::run(args).await,
             Command::Server(args) => server::run(args).await,
+            Command::Cron(args) => cron::run(args).await,
             Command::Module(args) => module::run(args).await,
             Command::Dash(args) => dash::run(args).await,
             Command::Completions(args) => Ok(completions::run(args, &mut Cli::command())),

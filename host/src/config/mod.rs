@@ -32,6 +32,7 @@
 //! ([`ConfigError`]).
 
 mod error;
+mod periodic;
 mod task_type;
 mod worker;
 
@@ -43,6 +44,7 @@ use serde::Deserialize;
 pub use crate::units::{ByteSize, Fuel, HumanDuration, SocketGrant, Transport, parse_socket_grant};
 pub use error::ConfigError;
 pub(crate) use error::toml_key;
+pub use periodic::{CatchUp, PeriodicConfig};
 pub use task_type::{
     DirGrant, DirMode, Limits, LimitsConfig, MAX_HANDLES_CEILING, RetryDelay, TaskTypeConfig,
 };
@@ -71,6 +73,9 @@ pub struct Config {
     /// Queues the worker consumes, with their priority and concurrency.
     #[serde(default)]
     pub queues: BTreeMap<String, QueueConfig>,
+    /// Tasks enqueued on a schedule (`[[periodic]]`).
+    #[serde(default)]
+    pub periodic: Vec<PeriodicConfig>,
     /// Where the file was read from (not a key of the file).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -207,12 +212,47 @@ impl Config {
                 ));
             }
         }
+        self.check_periodic()?;
         if self.runtime.max_sandboxes == 0 {
             return Err(self.invalid_near(
                 "max_sandboxes",
                 "runtime.max_sandboxes".into(),
                 "must be at least 1".into(),
             ));
+        }
+        Ok(())
+    }
+
+    fn check_periodic(&self) -> Result<(), ConfigError> {
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, entry) in self.periodic.iter().enumerate() {
+            let key = |field: &str| format!("periodic[{i}].{field}");
+            let name = entry.name.get_ref();
+            if let Err(message) = periodic::check_name(name) {
+                return Err(self.invalid_at(entry.name.span(), key("name"), message));
+            }
+            if !seen.insert(name.clone()) {
+                return Err(self.invalid_at(
+                    entry.name.span(),
+                    key("name"),
+                    format!("another [[periodic]] entry is named {name:?}"),
+                ));
+            }
+            if let Err(message) =
+                crate::cron::Schedule::parse(entry.cron.get_ref(), entry.timezone.as_deref())
+            {
+                return Err(self.invalid_at(entry.cron.span(), key("cron"), message));
+            }
+            if entry.task_type.is_empty() {
+                return Err(self.invalid_at(
+                    entry.name.span(),
+                    key("task_type"),
+                    "the task type is empty",
+                ));
+            }
+            if let Err(e) = crate::names::check_queue_name(entry.queue()) {
+                return Err(self.invalid_at(entry.name.span(), key("queue"), e.to_string()));
+            }
         }
         Ok(())
     }

@@ -62,6 +62,9 @@ pub struct WorkerConfig {
     /// Serve Prometheus `/metrics` and `/healthz` on this address, e.g.
     /// `"127.0.0.1:9464"` (off by default).
     pub metrics: Option<std::net::SocketAddr>,
+    /// Run the scheduler of the config's `[[periodic]]` entries (default
+    /// true; any number of workers may, each tick is enqueued once).
+    pub scheduler: bool,
 }
 
 impl Default for WorkerConfig {
@@ -73,6 +76,7 @@ impl Default for WorkerConfig {
             lease: HumanDuration(Duration::from_secs(30)),
             maintenance_interval: HumanDuration(Duration::from_secs(1)),
             metrics: None,
+            scheduler: true,
         }
     }
 }

@@ -214,7 +214,7 @@ async fn heartbeat(shared: &Shared) {
     }
 }
 
-fn host() -> String {
+pub(crate) fn host() -> String {
     std::fs::read_to_string("/etc/hostname")
         .map(|h| h.trim().to_owned())
         .ok()

@@ -52,6 +52,9 @@ pub enum WorkerError {
     /// The sandbox threads could not start.
     #[error("cannot start the sandbox threads: {0}")]
     Threads(std::io::Error),
+    /// A `[[periodic]]` entry does not parse.
+    #[error("[[periodic]]: {0}")]
+    Periodic(String),
 }
 
 /// What happened to a task, reported as it happens.
@@ -238,6 +241,9 @@ pub(crate) struct Shared {
     pub started: std::time::SystemTime,
     pub metrics: metrics::Metrics,
     pub usage: usage::Usage,
+    /// The `[[periodic]]` entries this worker's scheduler runs (none when
+    /// `[worker] scheduler = false`).
+    pub periodic: Vec<crate::schedule::Entry>,
 }
 
 /// A worker ready to run: the queues of a config, the sandbox runtime of
@@ -368,6 +374,11 @@ impl Worker {
             .enable_all()
             .build()
             .map_err(WorkerError::Threads)?;
+        let periodic = if settings.scheduler {
+            crate::schedule::entries(config).map_err(WorkerError::Periodic)?
+        } else {
+            Vec::new()
+        };
         let retry_delays = config
             .tasks
             .iter()
@@ -393,6 +404,7 @@ impl Worker {
                 started: std::time::SystemTime::now(),
                 metrics: metrics::Metrics::new().with_task_types(config.tasks.keys()),
                 usage: usage::Usage::default().with_task_types(config.tasks.keys()),
+                periodic,
             }),
             sandbox_threads: Some(sandbox_threads),
             inboxes,
@@ -432,8 +444,22 @@ impl Worker {
             background.push(tokio::spawn(metrics::serve(shared.clone(), addr)));
         }
         let dispatcher = tokio::spawn(dispatch::run(shared.clone()));
+        let scheduler_stop = Arc::new(Notify::new());
+        let scheduler = tokio::spawn(crate::schedule::run(
+            shared.broker.clone(),
+            shared.periodic.clone(),
+            format!(
+                "{}:{}:{}",
+                maintenance::host(),
+                std::process::id(),
+                shared.server_id
+            ),
+            scheduler_stop.clone(),
+        ));
 
         shutdown.await;
+        scheduler_stop.notify_one();
+        let _ = scheduler.await;
         tracing::info!("shutting down: no new tasks; waiting for running ones");
         shared.stopping.store(true, Ordering::SeqCst);
         shared.stop.notify_waiters();

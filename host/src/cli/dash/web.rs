@@ -171,6 +171,7 @@ pub async fn serve(
         .route("/api/servers", get(servers))
         .route("/api/cluster", get(cluster))
         .route("/api/modules", get(modules))
+        .route("/api/cron", get(cron))
         .route_layer(axum::middleware::from_fn_with_state(app.clone(), guard))
         .with_state(app);
     eprintln!(
@@ -567,6 +568,19 @@ async fn modules(State(app): State<Shared>) -> ApiResult {
         return to_json(Vec::<()>::new());
     };
     let rows = super::super::module::rows(config, Some(&app.broker))
+        .await
+        .map_err(|e| ApiError(StatusCode::BAD_GATEWAY, format!("{e:#}")))?;
+    to_json(rows)
+}
+
+/// The config's `[[periodic]]` entries, as `wasq cron ls --json`.
+async fn cron(State(app): State<Shared>) -> ApiResult {
+    let Some(config) = &app.config else {
+        return to_json(Vec::<()>::new());
+    };
+    let entries = wasq::schedule::entries(config)
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    let rows = super::super::cron::rows(&entries, &app.broker)
         .await
         .map_err(|e| ApiError(StatusCode::BAD_GATEWAY, format!("{e:#}")))?;
     to_json(rows)
