@@ -192,12 +192,14 @@ def request(
                 setter(nanos)
             except Err:
                 pass
-    outgoing_body = outgoing.body()
+    # Without a body the request is sent with none (no chunked framing): the
+    # body resource is taken only to write.
+    outgoing_body = outgoing.body() if body else None
     try:
         pending = outgoing_handler.handle(outgoing, options)
     except Err as error:
         raise _from_code(t, error.value) from None
-    if body:
+    if outgoing_body is not None:
         stream = outgoing_body.write()
         try:
             for start in range(0, len(body), _WRITE_CHUNK):
@@ -212,10 +214,10 @@ def request(
                 raise _from_code(t, answer.value.value) from None
             raise HttpError("connection", f"sending the body: {error.value}") from None
         stream.__exit__(None, None, None)
-    try:
-        t.OutgoingBody.finish(outgoing_body, None)
-    except Err as error:
-        raise _from_code(t, error.value) from None
+        try:
+            t.OutgoingBody.finish(outgoing_body, None)
+        except Err as error:
+            raise _from_code(t, error.value) from None
 
     pending.subscribe().block()
     # option<result<result<incoming-response, error-code>>>

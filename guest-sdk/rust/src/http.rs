@@ -145,9 +145,15 @@ impl RequestBuilder {
             let _ = options.set_between_bytes_timeout(Some(nanos));
             options
         });
-        let body = request.body().map_err(|()| invalid("body"))?;
+        // Without a body the request is sent with none (no chunked framing,
+        // one write on the wire): the body resource is taken only to write.
+        let body = if self.body.is_empty() {
+            None
+        } else {
+            Some(request.body().map_err(|()| invalid("body"))?)
+        };
         let pending = outgoing_handler::handle(request, options).map_err(HttpError::from_code)?;
-        if !self.body.is_empty() {
+        if let Some(body) = body {
             let mut stream = body.write().map_err(|()| invalid("body stream"))?;
             let sent = stream
                 .write_all(&self.body)
@@ -172,8 +178,9 @@ impl RequestBuilder {
                     format!("sending the body: {message}"),
                 ));
             }
+            drop(stream);
+            OutgoingBody::finish(body, None).map_err(HttpError::from_code)?;
         }
-        OutgoingBody::finish(body, None).map_err(HttpError::from_code)?;
         pending.subscribe().block();
         let response = match pending.get() {
             Some(Ok(Ok(response))) => response,

@@ -4,7 +4,8 @@
 //! - **Per-task overhead**: the median time to run a no-op handler through
 //!   [`Runtime::execute`] (fresh store and instance from the pool, fuel,
 //!   epoch deadline, journal, call, teardown) against a naive embedding of
-//!   the same component: a new `Linker` with WASI per task, plain
+//!   the same component: a new `Linker` with WASI (and wasi:http when the
+//!   component imports it) per task, plain
 //!   instantiation, the default on-demand allocator, no fuel or epochs.
 //! - **Start-up**: [`Runtime::load`] of one module, or of a whole config,
 //!   with an empty (cold) and a filled (warm) compiled-module cache.
@@ -305,6 +306,9 @@ fn timings(samples: &mut [Duration]) -> Timings {
 struct Naive {
     engine: wasmtime::Engine,
     component: Component,
+    /// The component imports wasi:http (a Python or JavaScript handler
+    /// does), so this embedding must link it too.
+    http: bool,
 }
 
 impl Naive {
@@ -319,13 +323,24 @@ impl Naive {
         let (component, _) = cache
             .load(&engine, &ComponentCache::module_hash(&bytes), &bytes)
             .map_err(err)?;
-        Ok(Self { engine, component })
+        let http = component
+            .component_type()
+            .imports(&engine)
+            .any(|(name, _)| name.starts_with("wasi:http/"));
+        Ok(Self {
+            engine,
+            component,
+            http,
+        })
     }
 
     async fn run(&self) -> Result<(), RuntimeError> {
         let err = |e: wasmtime::Error| RuntimeError::Engine(format!("naive run: {e:#}"));
         let mut linker = Linker::new(&self.engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(err)?;
+        if self.http {
+            wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(err)?;
+        }
         Handler::add_to_linker::<SandboxState, HasSelf<SandboxState>>(&mut linker, |s| s)
             .map_err(err)?;
         let journal = Journal::new(
