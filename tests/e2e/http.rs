@@ -57,6 +57,23 @@ impl Server {
     fn connections(&self) -> usize {
         self.connections.load(Ordering::SeqCst)
     }
+
+    /// The `data` of every webhook posted to `/hook`, sorted.
+    fn delivered(&self) -> Vec<i64> {
+        let mut delivered: Vec<i64> = self
+            .hooks
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|b| {
+                serde_json::from_str::<serde_json::Value>(b).unwrap()["data"]
+                    .as_i64()
+                    .unwrap()
+            })
+            .collect();
+        delivered.sort();
+        delivered
+    }
 }
 
 fn serve(stream: TcpStream, hooks: &Mutex<Vec<String>>) {
@@ -631,18 +648,7 @@ async fn python_and_javascript_webhooks_deliver_through_a_worker() {
         events.iter().all(|e| e.disposition == Disposition::Done),
         "{events:#?}"
     );
-    let mut delivered: Vec<i64> = server
-        .hooks
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|b| {
-            serde_json::from_str::<serde_json::Value>(b).unwrap()["data"]
-                .as_i64()
-                .unwrap()
-        })
-        .collect();
-    delivered.sort();
+    let delivered = server.delivered();
     let expected: Vec<i64> = (0..each as i64).chain(1000..1000 + each as i64).collect();
     assert_eq!(delivered, expected, "every webhook delivered once");
     worker.stop().await;
@@ -716,18 +722,7 @@ retry_delay = "1s"
         failed.error.as_deref().unwrap_or_default().contains("503"),
         "{failed:?}"
     );
-    let mut delivered: Vec<i64> = server
-        .hooks
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|b| {
-            serde_json::from_str::<serde_json::Value>(b).unwrap()["data"]
-                .as_i64()
-                .unwrap()
-        })
-        .collect();
-    delivered.sort();
+    let delivered = server.delivered();
     assert_eq!(delivered, (0..hooks as i64).collect::<Vec<_>>());
     let (status, text) = http(&metrics, "GET", "/metrics");
     assert_eq!(status, 200);
