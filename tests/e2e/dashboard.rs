@@ -29,7 +29,7 @@ fn dash(config: &wasq_tests::TestConfig, addr: &str, read_only: bool) -> KillOnD
 }
 
 /// `wasq dash --web` on `addr` with `extra` arguments; killed when dropped.
-fn dash_with(config: &wasq_tests::TestConfig, addr: &str, extra: &[&str]) -> KillOnDrop {
+pub(crate) fn dash_with(config: &wasq_tests::TestConfig, addr: &str, extra: &[&str]) -> KillOnDrop {
     let mut cmd = Command::new(wasq_bin());
     cmd.args([
         "dash",
@@ -172,7 +172,7 @@ async fn archived_task(client: &wasq::Client, q: &str) -> String {
 }
 
 /// A free loopback address for a dashboard.
-fn free_addr() -> String {
+pub(crate) fn free_addr() -> String {
     format!("127.0.0.1:{}", wasq_tests::redis::RedisServer::free_port())
 }
 

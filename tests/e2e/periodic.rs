@@ -1,9 +1,9 @@
 //! Periodic tasks (`[[periodic]]`) on the cluster: several workers'
 //! schedulers running one entry enqueue each tick once, through a SIGKILL
 //! of one of them; after a full restart `catch_up = "last"` enqueues the
-//! latest missed tick once and `"skip"` none; Asynq's scheduler keys and
-//! `wasq cron` show the entries and their history; a bad spec is refused
-//! with its file, line and key.
+//! latest missed tick once and `"skip"` none; Asynq's scheduler keys,
+//! `wasq cron` and the dashboard show the entries and their history; a bad
+//! spec is refused with its file, line and key.
 //!
 //! The ticks go to a queue no worker consumes, so every tick's task stays
 //! pending and the test reads them all.
@@ -90,9 +90,18 @@ async fn three_schedulers_enqueue_every_tick_once_through_a_sigkill() {
         "--config",
         &config.path.display().to_string(),
     ]);
+    // The dashboard's panel reads the same rows.
+    let addr = crate::dashboard::free_addr();
+    let dash = crate::dashboard::dash_with(&config, &addr, &["--read-only"]);
+    let (status, body) = http(&addr, "GET", "/api/cron");
+    drop(dash);
     for worker in &mut workers {
         worker.kill();
     }
+    assert_eq!(status, 200, "{body}");
+    let panel: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(panel[0]["name"], "every-second", "{panel}");
+    assert!(panel[0]["schedulers"].as_u64().unwrap() >= 2, "{panel}");
 
     let ticks = ticks(&ticks_q, "every-second").await;
     let unique: BTreeSet<i64> = ticks.iter().copied().collect();
