@@ -101,6 +101,13 @@ impl QueueKeys {
     pub fn wake(&self) -> String {
         self.key("wake")
     }
+    /// `asynq:{q}:limit`: wasq only, the queue's limits as the workers
+    /// configure them (`rate`, `burst`, `max_running`), the rate's token
+    /// bucket (`tokens`, `at`) and the claims each limit deferred
+    /// (`deferred_rate`, `deferred_running`).
+    pub fn limit(&self) -> String {
+        self.key("limit")
+    }
     /// `asynq:{q}:processed`
     pub fn processed_total(&self) -> String {
         self.key("processed")

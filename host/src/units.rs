@@ -1,5 +1,5 @@
-//! Human units in the config: byte sizes, durations, fuel budgets and
-//! network grants. A leaf: it imports nothing of wasq's.
+//! Human units in the config: byte sizes, durations, rates, fuel budgets
+//! and network grants. A leaf: it imports nothing of wasq's.
 
 use std::fmt;
 use std::time::Duration;
@@ -97,6 +97,86 @@ impl<'de> Deserialize<'de> for HumanDuration {
                     "{text:?} is not a duration ({e}); write e.g. \"30s\" or \"5m\""
                 ))
             })
+    }
+}
+
+/// A rate: `count` events per `per`, written `"100/s"`, `"6000/m"`,
+/// `"500/h"` or with any duration after the slash, `"10/30s"`.
+///
+/// ```
+/// use std::time::Duration;
+/// use wasq::units::Rate;
+/// let rate: Rate = "100/s".parse().unwrap();
+/// assert_eq!((rate.count, rate.per), (100, Duration::from_secs(1)));
+/// assert_eq!("90/m".parse::<Rate>().unwrap().per_second(), 1.5);
+/// assert_eq!("10/30s".parse::<Rate>().unwrap().to_string(), "10/30s");
+/// assert!("fast".parse::<Rate>().is_err());
+/// assert!("0/s".parse::<Rate>().is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    /// Events per period, at least 1.
+    pub count: u32,
+    /// The period, at least a millisecond.
+    pub per: Duration,
+}
+
+impl Rate {
+    /// Events per second.
+    pub fn per_second(&self) -> f64 {
+        f64::from(self.count) / self.per.as_secs_f64()
+    }
+}
+
+impl std::str::FromStr for Rate {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let bad = |why: &str| {
+            format!(
+                "{text:?} is not a rate ({why}); write e.g. \"100/s\", \"6000/m\" or \"10/30s\""
+            )
+        };
+        let (count, period) = text.split_once('/').ok_or_else(|| bad("no `/`"))?;
+        let count: u32 = count
+            .trim()
+            .parse()
+            .map_err(|_| bad("the count is not a whole number"))?;
+        if count == 0 {
+            return Err(bad("the count must be at least 1"));
+        }
+        let period = period.trim();
+        let per = match period {
+            "s" | "sec" | "second" => Duration::from_secs(1),
+            "m" | "min" | "minute" => Duration::from_secs(60),
+            "h" | "hour" => Duration::from_secs(3600),
+            "d" | "day" => Duration::from_secs(86_400),
+            other => humantime::parse_duration(other).map_err(|_| bad("unknown period"))?,
+        };
+        if per < Duration::from_millis(1) {
+            return Err(bad("the period must be at least 1ms"));
+        }
+        Ok(Rate { count, per })
+    }
+}
+
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let unit = match self.per.as_secs() {
+            1 if self.per.subsec_nanos() == 0 => "s".to_owned(),
+            60 if self.per.subsec_nanos() == 0 => "m".to_owned(),
+            3600 if self.per.subsec_nanos() == 0 => "h".to_owned(),
+            86_400 if self.per.subsec_nanos() == 0 => "d".to_owned(),
+            _ => humantime::format_duration(self.per).to_string(),
+        };
+        write!(f, "{}/{unit}", self.count)
+    }
+}
+
+impl<'de> Deserialize<'de> for Rate {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(de::Error::custom)
     }
 }
 

@@ -39,11 +39,13 @@ async fn ack_and_claim(
         want,
         lease_expiry,
         hint,
+        limits: Default::default(),
     };
-    broker
+    let (acked, claim) = broker
         .finish_many_and_claim(keys, &done, Some(refill))
         .await
-        .unwrap()
+        .unwrap();
+    (acked, claim.tasks)
 }
 
 fn ids(claimed: &[Claimed]) -> Vec<String> {

@@ -17,6 +17,7 @@ mod interpreted;
 mod js;
 mod leases;
 mod lifecycle;
+mod limits;
 mod periodic;
 mod priority;
 mod python;

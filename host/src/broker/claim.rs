@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use redis::AsyncCommands as _;
 
-use super::{Broker, BrokerError, Conn, QueueKeys, scripts};
+use super::{Broker, BrokerError, Claim, Conn, Held, QueueKeys, QueueLimits, scripts};
 
 /// A task claimed by a worker.
 #[derive(Debug, Clone)]
@@ -47,7 +47,25 @@ impl Broker {
         lease_expiry: i64,
         hint: &mut Vec<String>,
     ) -> Result<Vec<Claimed>, BrokerError> {
+        let claim = self
+            .claim_within(queue, n, lease_expiry, hint, &QueueLimits::default())
+            .await?;
+        Ok(claim.tasks)
+    }
+
+    /// [`claim`](Self::claim) within the queue's `limits`, decided in the
+    /// claim script: [`Claim::held`] says when a limit took fewer tasks
+    /// than were pending, and until when the rate's next token is due.
+    pub async fn claim_within(
+        &self,
+        queue: &QueueKeys,
+        n: usize,
+        lease_expiry: i64,
+        hint: &mut Vec<String>,
+        limits: &QueueLimits,
+    ) -> Result<Claim, BrokerError> {
         let mut conn = self.conn.clone();
+        let limit_args = limits.args();
         // A stale hint comes back fresh with nothing claimed: try again with
         // it, a few times, before calling the queue empty.
         for _ in 0..3 {
@@ -62,28 +80,34 @@ impl Broker {
             };
             hint.clear();
             if ids.is_empty() {
-                return Ok(Vec::new());
+                return Ok(Claim::default());
             }
             let mut inv = scripts::CLAIM.prepare_invoke();
             inv.key(queue.pending())
                 .key(queue.paused())
                 .key(queue.active())
                 .key(queue.lease())
+                .key(queue.limit())
                 .arg(lease_expiry)
                 .arg(&*self.owner)
-                .arg((2 * n).clamp(16, 64));
+                .arg((2 * n).clamp(16, 64))
+                .arg(&limit_args[..]);
             for id in &ids {
                 inv.key(queue.task(id)).arg(id);
             }
-            let (flat, next): (Vec<Vec<u8>>, Vec<String>) = inv.invoke_async(&mut conn).await?;
+            let (flat, next, held): (Vec<Vec<u8>>, Vec<String>, i64) =
+                inv.invoke_async(&mut conn).await?;
             // The hint lists the tail newest first; keep it oldest first.
             hint.extend(next.into_iter().rev());
-            let claimed = claimed_tasks(flat)?;
-            if !claimed.is_empty() || hint.is_empty() {
-                return Ok(claimed);
+            let claim = Claim {
+                tasks: claimed_tasks(flat)?,
+                held: Held::from_reply(held),
+            };
+            if !claim.tasks.is_empty() || hint.is_empty() || claim.held.is_some() {
+                return Ok(claim);
             }
         }
-        Ok(Vec::new())
+        Ok(Claim::default())
     }
 
     /// Blocks up to `timeout` for a wake token of `queue` on `conn` (a

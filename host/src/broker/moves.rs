@@ -189,6 +189,7 @@ impl Broker {
             q.processed_total(),
             q.failed_total(),
             q.wake(),
+            q.limit(),
         ] {
             inv.key(key);
         }

@@ -8,7 +8,8 @@ use prost::Message as _;
 
 use super::claim::claimed_tasks;
 use super::{
-    Broker, BrokerError, Claimed, QueueKeys, keys, now_nanos, now_secs, scripts, stats_expiry,
+    Broker, BrokerError, Claim, Held, QueueKeys, QueueLimits, keys, now_nanos, now_secs, scripts,
+    stats_expiry,
 };
 use crate::proto::TaskMessage;
 
@@ -31,6 +32,8 @@ pub struct Refill<'a> {
     /// The ids expected next in line, oldest first; replaced by the ids
     /// seen behind the claimed ones (see [`Broker::claim`]).
     pub hint: &'a mut Vec<String>,
+    /// The queue's limits (see [`Broker::claim_within`]).
+    pub limits: QueueLimits,
 }
 
 /// Where a failed task goes.
@@ -130,7 +133,7 @@ impl Broker {
         queue: &QueueKeys,
         tasks: &[(String, i64)],
         refill: Option<Refill<'_>>,
-    ) -> Result<(Vec<bool>, Vec<Claimed>), BrokerError> {
+    ) -> Result<(Vec<bool>, Claim), BrokerError> {
         let mut inv = scripts::FINISH_MANY.prepare_invoke();
         inv.key(queue.active())
             .key(queue.lease())
@@ -138,17 +141,23 @@ impl Broker {
             .key(queue.processed_total())
             .key(queue.pending())
             .key(queue.paused())
+            .key(queue.limit())
             .arg(stats_expiry())
             .arg(&*self.owner)
             .arg(tasks.len());
-        let (expiry, hint_size, ids) = match &refill {
+        let (expiry, hint_size, ids, limits) = match &refill {
             Some(r) => {
                 let take = r.want.min(r.hint.len());
-                (r.lease_expiry, (2 * r.want).clamp(16, 64), &r.hint[..take])
+                (
+                    r.lease_expiry,
+                    (2 * r.want).clamp(16, 64),
+                    &r.hint[..take],
+                    r.limits,
+                )
             }
-            None => (0, 0, &[][..]),
+            None => (0, 0, &[][..], QueueLimits::default()),
         };
-        inv.arg(expiry).arg(hint_size);
+        inv.arg(expiry).arg(hint_size).arg(&limits.args()[..]);
         for (id, lease_expiry) in tasks {
             inv.key(queue.task(id)).arg(id).arg(lease_expiry);
         }
@@ -156,7 +165,7 @@ impl Broker {
             inv.key(queue.task(id)).arg(id);
         }
         let mut conn = self.conn.clone();
-        let (done, flat, next): (Vec<i64>, Vec<Vec<u8>>, Vec<String>) =
+        let (done, flat, next, held): (Vec<i64>, Vec<Vec<u8>>, Vec<String>, i64) =
             inv.invoke_async(&mut conn).await?;
         if let Some(r) = refill {
             r.hint.clear();
@@ -165,7 +174,10 @@ impl Broker {
         }
         Ok((
             done.into_iter().map(|d| d == 1).collect(),
-            claimed_tasks(flat)?,
+            Claim {
+                tasks: claimed_tasks(flat)?,
+                held: Held::from_reply(held),
+            },
         ))
     }
 

@@ -13,7 +13,9 @@ pub enum Args {
     /// (address and id, master first) that hold it.
     Ls(ListArgs),
     /// One queue in full: counts by state, paused, latency (age of the
-    /// oldest pending task), processed and failed today, where it lives.
+    /// oldest pending task), processed and failed today, its cluster-wide
+    /// limits (rate and max_running) with their use and the task claims
+    /// they deferred, where it lives.
     Inspect {
         #[command(flatten)]
         target: QueueTarget,
@@ -97,10 +99,12 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             let stats = broker.stats(&queue).await?;
             let latency = broker.latency(&queue).await?;
             let location = broker.locate(&queue).await?;
+            let limits = broker.limit_status(&queue).await?;
             if output.json {
                 let out = serde_json::json!({
                     "stats": stats,
                     "latency_secs": latency,
+                    "limits": limits,
                     "location": location,
                 });
                 println!("{}", serde_json::to_string_pretty(&out)?);
@@ -129,6 +133,20 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 "All time:   {} processed, {} failed",
                 stats.processed_total, stats.failed_total
             );
+            if let Some(rate) = &limits.rate {
+                println!(
+                    "Rate:       {rate}, burst {} ({:.1} token(s) now; {} task claim(s) deferred)",
+                    limits.burst.unwrap_or(1),
+                    limits.tokens.unwrap_or(0.0),
+                    limits.deferred_rate
+                );
+            }
+            if let Some(max) = limits.max_running {
+                println!(
+                    "Running:    {} of max_running {max} across all workers ({} task claim(s) deferred)",
+                    limits.running, limits.deferred_running
+                );
+            }
             if let Some(loc) = location {
                 let nodes: Vec<String> = loc
                     .nodes

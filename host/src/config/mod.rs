@@ -211,6 +211,24 @@ impl Config {
                     "must be at least 1".into(),
                 ));
             }
+            let table = format!("queues.{}", toml_key(name));
+            if queue.burst == Some(0) {
+                return Err(self.invalid_in_table(&table, "burst", "must be at least 1".into()));
+            }
+            if queue.burst.is_some() && queue.rate.is_none() {
+                return Err(self.invalid_in_table(
+                    &table,
+                    "burst",
+                    "a burst needs a rate: add e.g. rate = \"100/s\"".into(),
+                ));
+            }
+            if queue.max_running == Some(0) {
+                return Err(self.invalid_in_table(
+                    &table,
+                    "max_running",
+                    "must be at least 1 (pause the queue to stop it)".into(),
+                ));
+            }
         }
         self.check_periodic()?;
         if self.runtime.max_sandboxes == 0 {
@@ -276,6 +294,34 @@ impl Config {
 
     /// An error pointing at the first line that mentions `needle`'s last
     /// dotted part (used for checks made after parsing).
+    /// An error at `field` of the table `[table]` (the table's first line
+    /// that sets it, else the table's header, else unknown).
+    fn invalid_in_table(&self, table: &str, field: &str, message: String) -> ConfigError {
+        let header = format!("[{table}]");
+        let lines: Vec<&str> = self.text.lines().collect();
+        let start = lines
+            .iter()
+            .position(|l| l.trim_start().replace(' ', "").starts_with(&header));
+        let line = start.map_or(0, |start| {
+            lines[start + 1..]
+                .iter()
+                .take_while(|l| !l.trim_start().starts_with('['))
+                .position(|l| {
+                    l.trim_start()
+                        .strip_prefix(field)
+                        .is_some_and(|rest| rest.trim_start().starts_with('='))
+                })
+                .map_or(start + 1, |i| start + 2 + i)
+        });
+        ConfigError::Invalid {
+            path: self.source.clone(),
+            line,
+            column: 1,
+            key: format!("{table}.{field}"),
+            message,
+        }
+    }
+
     fn invalid_near(&self, needle: &str, key: String, message: String) -> ConfigError {
         let last = needle.rsplit('.').next().unwrap_or(needle);
         let line = self

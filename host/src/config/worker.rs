@@ -1,6 +1,6 @@
 //! `[runtime]`, `[worker]` and `[queues.<name>]`: the engine, the worker's
-//! concurrency and timings, and each queue's priority, concurrency and
-//! archive bounds.
+//! concurrency and timings, and each queue's priority, concurrency,
+//! cluster-wide limits and archive bounds.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::HumanDuration;
+use crate::units::Rate;
 
 /// `[runtime]`: settings of the engine shared by all task types.
 #[derive(Debug, Clone, Deserialize)]
@@ -90,6 +91,17 @@ pub struct QueueConfig {
     pub priority: u32,
     /// At most this many tasks of the queue run at once on this worker.
     pub concurrency: Option<usize>,
+    /// At most this many task starts per period across all workers of the
+    /// cluster: `"100/s"`, `"6000/m"`, `"500/h"`, `"10/30s"`. Tasks held
+    /// back stay pending (no retry, no failure).
+    pub rate: Option<Rate>,
+    /// Starts the rate allows at once after a quiet spell, above its steady
+    /// pace (default 1: evenly spaced starts).
+    pub burst: Option<u32>,
+    /// At most this many tasks of the queue run at once across all workers
+    /// of the cluster (a crashed worker's tasks count until their leases
+    /// expire).
+    pub max_running: Option<u64>,
     /// At most this many archived tasks are kept (the oldest go first);
     /// default 10,000, as Asynq.
     #[serde(default = "default_archive_max")]

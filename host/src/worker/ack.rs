@@ -125,17 +125,21 @@ pub(crate) async fn run(shared: Arc<Shared>, queue: Arc<QueueState>, Inbox(mut r
                 want: slots.len(),
                 lease_expiry,
                 hint: &mut hint,
+                limits: queue.limits,
             };
             match shared
                 .broker
                 .finish_many_and_claim(&queue.keys, &tasks, Some(refill))
                 .await
             {
-                Ok((done, claimed)) => {
-                    if claimed.is_empty() && hint.is_empty() {
+                Ok((done, claim)) => {
+                    if let Some(held) = claim.held {
+                        queue.hold(held);
+                        shared.metrics.limit_held(queue.keys.name(), held);
+                    } else if claim.tasks.is_empty() && hint.is_empty() {
                         queue.mark_empty();
                     }
-                    refilled = Some((done, claimed, (leased_at, lease_expiry)));
+                    refilled = Some((done, claim.tasks, (leased_at, lease_expiry)));
                 }
                 Err(e) => {
                     // Tasks it may have claimed before the reply was lost
@@ -199,10 +203,10 @@ pub(crate) async fn run(shared: Arc<Shared>, queue: Arc<QueueState>, Inbox(mut r
 /// next tasks: the dispatcher would give them to this queue anyway, because
 /// every queue that could come first (any other, under weighted priority;
 /// those of the same or a higher rank, under strict priority) was found
-/// empty a moment ago. When several queues have work, slots go back to the
+/// empty a moment ago, and no limit holds this queue back. When several queues have work, slots go back to the
 /// dispatcher, whose one draw per claim keeps the weights.
 fn may_refill(shared: &Shared, queue: &Arc<QueueState>) -> bool {
-    if shared.is_stopping() || queue.known_empty() {
+    if shared.is_stopping() || queue.known_empty() || !queue.held_for().is_zero() {
         return false;
     }
     shared.queues.iter().all(|other| {

@@ -1,6 +1,7 @@
 //! Fetching: wait for a free slot, pick queues in priority order, claim as
-//! many tasks as there are free slots in one round trip, hand each to a
-//! processor. An idle queue costs three commands a second per worker (see
+//! many tasks as there are free slots (and the queue's limits allow) in one
+//! round trip, hand each to a processor. A queue a limit holds back is left
+//! alone until the limit may let a task through. An idle queue costs three commands a second per worker (see
 //! [`waker`]). While
 //! only one queue has work, its slots rarely come back here: the queue's
 //! acker passes them on (see [`super::ack`]).
@@ -62,7 +63,14 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         // them): then look again at once instead of waiting for a wake.
         let mut more_waiting = false;
         let mut first = Some(first);
+        // The soonest a queue held back by a limit may claim again.
+        let mut soonest_held: Option<Duration> = None;
         for queue in order(&shared) {
+            let held_for = queue.held_for();
+            if !held_for.is_zero() {
+                soonest_held = Some(soonest_held.map_or(held_for, |s| s.min(held_for)));
+                continue;
+            }
             let Ok(queue_permit) = queue.slots.clone().try_acquire_owned() else {
                 continue;
             };
@@ -91,11 +99,20 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             let mut hint = queue.hint.lock().await;
             let claimed = shared
                 .broker
-                .claim(&queue.keys, want, lease_expiry, &mut hint)
+                .claim_within(&queue.keys, want, lease_expiry, &mut hint, &queue.limits)
                 .await;
-            more_waiting |= !hint.is_empty();
             if let Ok(c) = &claimed {
-                if c.is_empty() && hint.is_empty() {
+                if let Some(held) = c.held {
+                    // A limit binds: claim this queue again when it may
+                    // take more, not at once.
+                    queue.hold(held);
+                    shared.metrics.limit_held(queue.keys.name(), held);
+                    soonest_held =
+                        Some(soonest_held.map_or(queue.held_for(), |s| s.min(queue.held_for())));
+                } else {
+                    more_waiting |= !hint.is_empty();
+                }
+                if c.tasks.is_empty() && hint.is_empty() {
                     queue.mark_empty();
                 } else {
                     queue.mark_busy();
@@ -105,7 +122,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             let claimed = match claimed {
                 Ok(c) => {
                     backoff.reset();
-                    c
+                    c.tasks
                 }
                 Err(e) => {
                     shared.metrics.redis_error();
@@ -139,7 +156,8 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         }
         drop(first);
         if !claimed_any && !more_waiting {
-            let _ = tokio::time::timeout(IDLE_POLL, shared.work.notified()).await;
+            let wait = soonest_held.map_or(IDLE_POLL, |held| held.min(IDLE_POLL));
+            let _ = tokio::time::timeout(wait, shared.work.notified()).await;
         }
     }
 }

@@ -11,6 +11,10 @@
 //! | `wasq_queue_tasks` | gauge | queue, state |
 //! | `wasq_queue_latency_seconds` | gauge (age of the oldest pending task) | queue |
 //! | `wasq_queue_inflight` / `wasq_queue_concurrency_limit` | gauge | queue |
+//! | `wasq_queue_rate_per_second` / `wasq_queue_rate_tokens` | gauge (the cluster-wide rate, the tokens in its bucket) | queue |
+//! | `wasq_queue_max_running` | gauge (the cluster-wide cap; `wasq_queue_tasks{state="active"}` is its use) | queue |
+//! | `wasq_queue_limit_deferred_claims` | gauge (task claims the limit deferred, all workers, from Redis) | queue, limit (`rate`, `max_running`) |
+//! | `wasq_queue_limit_held_total` | counter (claims of this worker the limit cut short) | queue, limit |
 //! | `wasq_redis_errors_total`, `wasq_redis_reconnects_total` | counter | |
 //! | `wasq_http_requests_total` | counter | task_type, host (the `http` entry that admitted it, or `none`), outcome (`ok`, `denied`, `error`) |
 //! | `wasq_http_request_duration_seconds` | histogram | task_type, host |
@@ -96,6 +100,12 @@ struct QueueLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QueueLimitLabels {
+    queue: String,
+    limit: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct QueueStateLabels {
     queue: String,
     state: String,
@@ -115,6 +125,11 @@ pub(crate) struct Metrics {
     latency: Family<QueueLabels, FloatGauge>,
     inflight: Family<QueueLabels, Gauge>,
     limit: Family<QueueLabels, Gauge>,
+    rate: Family<QueueLabels, FloatGauge>,
+    rate_tokens: Family<QueueLabels, FloatGauge>,
+    max_running: Family<QueueLabels, Gauge>,
+    limit_deferred: Family<QueueLimitLabels, Gauge>,
+    limit_held: Family<QueueLimitLabels, Counter>,
     redis_errors: Counter,
     redis_reconnects: Counter,
     http_requests: Family<HttpLabels, Counter>,
@@ -188,6 +203,36 @@ impl Metrics {
             "Most tasks of each queue this worker runs at once",
             limit.clone(),
         );
+        let rate = Family::<QueueLabels, FloatGauge>::default();
+        registry.register(
+            "queue_rate_per_second",
+            "Task starts a second each queue's rate allows, across all workers",
+            rate.clone(),
+        );
+        let rate_tokens = Family::<QueueLabels, FloatGauge>::default();
+        registry.register(
+            "queue_rate_tokens",
+            "Task starts each queue's rate would allow at once now (tokens in its bucket)",
+            rate_tokens.clone(),
+        );
+        let max_running = Family::<QueueLabels, Gauge>::default();
+        registry.register(
+            "queue_max_running",
+            "Most tasks of each queue running at once across all workers",
+            max_running.clone(),
+        );
+        let limit_deferred = Family::<QueueLimitLabels, Gauge>::default();
+        registry.register(
+            "queue_limit_deferred_claims",
+            "Task claims each limit deferred, across all workers (a task deferred twice counts twice)",
+            limit_deferred.clone(),
+        );
+        let limit_held = Family::<QueueLimitLabels, Counter>::default();
+        registry.register(
+            "queue_limit_held",
+            "Claims of this worker that a queue's limit cut short",
+            limit_held.clone(),
+        );
         let redis_errors = Counter::default();
         registry.register(
             "redis_errors",
@@ -225,6 +270,11 @@ impl Metrics {
             latency,
             inflight,
             limit,
+            rate,
+            rate_tokens,
+            max_running,
+            limit_deferred,
+            limit_held,
             redis_errors,
             redis_reconnects,
             http_requests,
@@ -304,6 +354,20 @@ impl Metrics {
             .fetch_max(event.memory_peak as i64, Ordering::Relaxed);
     }
 
+    /// A claim of `queue` was cut short by a limit.
+    pub(crate) fn limit_held(&self, queue: &str, held: crate::broker::Held) {
+        let limit = match held {
+            crate::broker::Held::Rate(_) => "rate",
+            crate::broker::Held::Running => "max_running",
+        };
+        self.limit_held
+            .get_or_create(&QueueLimitLabels {
+                queue: queue.to_owned(),
+                limit: limit.to_owned(),
+            })
+            .inc();
+    }
+
     /// A Redis command failed.
     pub(crate) fn redis_error(&self) {
         self.redis_errors.inc();
@@ -345,14 +409,23 @@ async fn render(shared: &Shared) -> String {
         m.inflight
             .get_or_create(&by_queue)
             .set(queue.cap as i64 - queue.slots.available_permits() as i64);
+        let limited = queue.limits.any();
         let read = async {
             let stats = shared.broker.stats(&name).await?;
             let latency = shared.broker.latency(&name).await?;
-            Ok::<_, crate::broker::BrokerError>((stats, latency))
+            let limits = if limited {
+                Some(shared.broker.limit_status(&name).await?)
+            } else {
+                None
+            };
+            Ok::<_, crate::broker::BrokerError>((stats, latency, limits))
         };
         match tokio::time::timeout(Duration::from_secs(2), read).await {
-            Ok(Ok((stats, latency))) => {
+            Ok(Ok((stats, latency, limits))) => {
                 m.redis_ok();
+                if let Some(status) = limits {
+                    render_limits(m, queue, &status);
+                }
                 for (state, n) in [
                     ("pending", stats.pending),
                     ("active", stats.active),
@@ -378,6 +451,34 @@ async fn render(shared: &Shared) -> String {
         out = format!("# encoding failed: {e}\n");
     }
     out
+}
+
+/// The gauges of a queue's limits: this worker's config, and their use
+/// as Redis holds it.
+fn render_limits(m: &Metrics, queue: &super::QueueState, status: &crate::broker::LimitStatus) {
+    let by_queue = QueueLabels {
+        queue: queue.keys.name().to_owned(),
+    };
+    if let Some(rate) = queue.limits.rate {
+        m.rate.get_or_create(&by_queue).set(rate.per_second());
+        m.rate_tokens
+            .get_or_create(&by_queue)
+            .set(status.tokens.unwrap_or(0.0));
+    }
+    if let Some(max) = queue.limits.max_running {
+        m.max_running.get_or_create(&by_queue).set(max as i64);
+    }
+    for (limit, n) in [
+        ("rate", status.deferred_rate),
+        ("max_running", status.deferred_running),
+    ] {
+        m.limit_deferred
+            .get_or_create(&QueueLimitLabels {
+                queue: by_queue.queue.clone(),
+                limit: limit.into(),
+            })
+            .set(n as i64);
+    }
 }
 
 /// Serves `/metrics` and `/healthz` on `addr` until the task is aborted.

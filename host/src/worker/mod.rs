@@ -35,7 +35,7 @@ use serde::Serialize;
 use tokio::sync::{Notify, Semaphore, mpsc};
 
 use crate::backoff::Backoff;
-use crate::broker::{ArchiveLimits, Broker, BrokerError, QueueKeys};
+use crate::broker::{ArchiveLimits, Broker, BrokerError, QueueKeys, QueueLimits};
 use crate::config::{Config, RetryDelay, WorkerConfig};
 use crate::runtime::{CancelToken, Runtime};
 
@@ -125,7 +125,17 @@ pub(crate) struct QueueState {
     /// When a claim last found the queue empty (or paused), as
     /// milliseconds since [`CLOCK`] plus one; 0 once it had work again.
     pub empty_at: AtomicU64,
+    /// The queue's cluster-wide limits (decided in the claim script).
+    pub limits: QueueLimits,
+    /// Until when a limit holds the queue's claims back, as milliseconds
+    /// since [`CLOCK`]; no claim is tried before then.
+    pub held_until: AtomicU64,
 }
+
+/// How long a queue whose `max_running` is reached waits before claiming
+/// again: slots free up on any worker, so the claim polls (a script call
+/// per worker and queue every this long, only while the limit binds).
+const RUNNING_POLL: Duration = Duration::from_millis(20);
 
 /// How long a queue found empty is taken to be still empty, unless a wake
 /// token says otherwise sooner (tasks another client enqueued without one,
@@ -151,6 +161,25 @@ impl QueueState {
     /// wake token or claimed task came since.
     pub fn was_empty(&self) -> bool {
         self.empty_at.load(Ordering::Relaxed) != 0
+    }
+
+    /// A claim was cut short by a limit: hold further claims back until
+    /// the rate's next token is due, or for [`RUNNING_POLL`] (with some
+    /// jitter, so workers do not poll in step).
+    pub fn hold(&self, held: crate::broker::Held) {
+        let wait = match held {
+            crate::broker::Held::Rate(wait) => wait,
+            crate::broker::Held::Running => RUNNING_POLL.mul_f64(rand::random_range(0.5..1.5)),
+        };
+        let until = CLOCK.elapsed() + wait;
+        self.held_until
+            .store(until.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// How long a limit still holds the queue's claims back (zero: claim).
+    pub fn held_for(&self) -> Duration {
+        let until = Duration::from_millis(self.held_until.load(Ordering::Relaxed));
+        until.saturating_sub(CLOCK.elapsed())
     }
 
     /// Whether a claim found the queue empty within [`EMPTY_FOR`], and no
@@ -329,7 +358,8 @@ impl Worker {
         let settings = config.worker.clone();
         let server_id = uuid::Uuid::new_v4().to_string();
         let broker = broker.with_owner(&server_id);
-        let mut queue_configs: BTreeMap<String, (u32, Option<usize>, ArchiveLimits)> = config
+        type QueueSettings = (u32, Option<usize>, ArchiveLimits, QueueLimits);
+        let mut queue_configs: BTreeMap<String, QueueSettings> = config
             .queues
             .iter()
             .map(|(name, q)| {
@@ -337,19 +367,31 @@ impl Worker {
                     max: q.archive_max,
                     max_age: q.archive_max_age.0,
                 };
-                (name.clone(), (q.priority, q.concurrency, archive))
+                (
+                    name.clone(),
+                    (
+                        q.priority,
+                        q.concurrency,
+                        archive,
+                        QueueLimits {
+                            rate: q.rate,
+                            burst: q.burst.unwrap_or(1),
+                            max_running: q.max_running,
+                        },
+                    ),
+                )
             })
             .collect();
         if queue_configs.is_empty() {
             queue_configs.insert(
                 crate::task::DEFAULT_QUEUE.to_owned(),
-                (1, None, ArchiveLimits::default()),
+                (1, None, ArchiveLimits::default(), QueueLimits::default()),
             );
         }
         let mut inboxes = Vec::new();
         let queues = queue_configs
             .into_iter()
-            .map(|(name, (priority, cap, archive))| {
+            .map(|(name, (priority, cap, archive, limits))| {
                 let (acker, inbox) = ack::channel();
                 inboxes.push(inbox);
                 let cap = cap
@@ -364,6 +406,8 @@ impl Worker {
                     archive,
                     hint: Default::default(),
                     empty_at: AtomicU64::new(0),
+                    limits,
+                    held_until: AtomicU64::new(0),
                 })
             })
             .collect();
@@ -435,6 +479,10 @@ impl Worker {
         let mut background = Vec::new();
         for (queue, inbox) in shared.queues.iter().zip(self.inboxes.drain(..)) {
             shared.broker.register_queue(queue.keys.name()).await?;
+            shared
+                .broker
+                .publish_limits(&queue.keys, &queue.limits)
+                .await?;
             background.push(tokio::spawn(dispatch::waker(shared.clone(), queue.clone())));
             background.push(tokio::spawn(ack::run(shared.clone(), queue.clone(), inbox)));
         }

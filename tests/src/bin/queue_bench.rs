@@ -14,7 +14,10 @@
 //! measures the drain only (`=latency`: the latency and idle cost only),
 //! `WASQ_BENCH_DEBUG=1` prints the masters' command statistics for the
 //! drain, `WASQ_BENCH_DRAIN=both` drains the two queues side by side
-//! instead of one at a time.
+//! instead of one at a time. `WASQ_BENCH_QUICK=limits` measures only what
+//! the queue limits cost: drains of one queue with a rate and a
+//! `max_running` set too high to bind, against the same queue without
+//! limits, alternating (see [`limits`]).
 
 use std::io::BufRead as _;
 use std::process::{Command, Stdio};
@@ -66,6 +69,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let quick = std::env::var_os("WASQ_BENCH_QUICK").is_some();
     if std::env::var("WASQ_BENCH_QUICK").is_ok_and(|v| v == "latency") {
         return latency(&cluster, &client, &wasq).await;
+    }
+    if std::env::var("WASQ_BENCH_QUICK").is_ok_and(|v| v == "limits") {
+        return limits(&cluster, &client, &wasq, tasks / 5).await;
     }
 
     // Concurrent single enqueues: CALLERS callers, each with one task per
@@ -952,6 +958,106 @@ fn calls(
         .filter(|(name, _)| command(name))
         .map(|(_, calls)| calls)
         .sum()
+}
+
+/// The queue the limits benchmark drains.
+const LIMITS_QUEUE: &str = "bench-limits";
+/// Drains per configuration in the limits benchmark.
+const LIMITS_ROUNDS: usize = 4;
+
+/// What the queue limits cost: `tasks` no-op tasks drained through the
+/// sandbox by one `wasq worker` (concurrency CALLERS) from one queue, with
+/// and without `rate = "10000000/s"`, `burst = 100000`, `max_running =
+/// 100000` (limits that never bind, so every claim pays for checking them:
+/// the bucket's read and write, the active list's length, the start time),
+/// alternating the two for LIMITS_ROUNDS drains each, on the same queue of
+/// the same master. Each drain is timed from the queue's resume, with the
+/// worker started and idle on the paused queue, to its last task.
+async fn limits(
+    cluster: &RedisCluster,
+    client: &Client,
+    wasq: &str,
+    tasks: usize,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let broker = client.broker();
+    let make = |limits: &str| {
+        TestConfig::with_sandboxes(
+            &format!(
+                "{}\n[worker]\nconcurrency = {CALLERS}\nscheduler = false\n\
+                 [queues.{LIMITS_QUEUE}]\n{limits}\n\
+                 [tasks.noop]\nmodule = \"{{examples}}/noop.wasm\"\n",
+                cluster.toml()
+            ),
+            CALLERS,
+        )
+    };
+    let plain = make("");
+    let limited = make("rate = \"10000000/s\"\nburst = 100000\nmax_running = 100000");
+    let mut rates: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    eprintln!("limits: {LIMITS_ROUNDS} drains of {tasks} tasks each way, alternating ...");
+    for round in 0..2 * LIMITS_ROUNDS {
+        let which = round % 2;
+        let config = if which == 0 { &plain } else { &limited };
+        broker.pause(LIMITS_QUEUE).await?;
+        enqueue_batched(client, LIMITS_QUEUE, tasks).await?;
+        let before = processed(broker, LIMITS_QUEUE).await;
+        let path = config.path.display().to_string();
+        let mut worker = KillOnDrop(
+            Command::new(wasq)
+                .args(["worker", "--quiet", "--config", &path])
+                .stdout(Stdio::null())
+                .spawn()?,
+        );
+        // Started and idle: the worker has registered itself.
+        let pid = worker.0.id() as i32;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !broker.servers().await?.iter().any(|s| s.pid == pid) {
+            assert!(Instant::now() < deadline, "the worker did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let started = Instant::now();
+        broker.resume(LIMITS_QUEUE).await?;
+        loop {
+            let done = processed(broker, LIMITS_QUEUE).await - before;
+            if done >= tasks as u64 {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(600),
+                "drain stalled at {done}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        rates[which].push(tasks as f64 / started.elapsed().as_secs_f64());
+        stop(&mut worker.0);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        (v[(v.len() - 1) / 2] + v[v.len() / 2]) / 2.0
+    };
+    let each = |v: &[f64]| {
+        v.iter()
+            .map(|r| format!("{r:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!(
+        "drain without limits, {tasks} no-op tasks, concurrency {CALLERS}: {} tasks/s",
+        each(&rates[0])
+    );
+    println!(
+        "drain with a rate and max_running that never bind, same queue: {} tasks/s",
+        each(&rates[1])
+    );
+    let (plain, limited) = (median(&mut rates[0]), median(&mut rates[1]));
+    let cost = 1.0 - limited / plain;
+    println!(
+        "medians {plain:.0} vs {limited:.0} tasks/s: the limiter costs {:.1} % of drain \
+         throughput (target: at most 10 %) {}",
+        100.0 * cost,
+        if cost <= 0.10 { "met" } else { "NOT met" }
+    );
+    Ok(())
 }
 
 async fn processed(broker: &Broker, queue: &str) -> u64 {

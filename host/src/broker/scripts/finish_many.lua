@@ -9,7 +9,8 @@
 -- KEYS[4] asynq:{q}:processed
 -- KEYS[5] asynq:{q}:pending
 -- KEYS[6] asynq:{q}:paused
--- KEYS[6+i] asynq:{q}:t:<id i>, the n acknowledged tasks, then the tasks
+-- KEYS[7] asynq:{q}:limit
+-- KEYS[7+i] asynq:{q}:t:<id i>, the n acknowledged tasks, then the tasks
 --           to claim
 -- ARGV[1] daily counter expiry, Unix seconds
 -- ARGV[2] this worker (its server id)
@@ -17,12 +18,15 @@
 -- ARGV[4] the lease expiry for claimed tasks, Unix seconds
 -- ARGV[5] how many ids to return as the hint for the next claim (0: no
 --         claim and no hint)
--- ARGV[4+2i] id i
--- ARGV[5+2i] the lease expiry this worker last wrote for id i
--- ARGV[6+2n..] ids to claim, oldest first
--- Returns {acked, claimed, hint}: acked has, per id, 1 when acknowledged or
--- 0 when this worker no longer holds the lease (it expired and was
--- recovered, or another worker holds it); claimed and hint as claim_step.
+-- ARGV[6..8] the queue's limits: rate (tasks a second), burst, max_running
+--            (0: not set)
+-- ARGV[7+2i] id i
+-- ARGV[8+2i] the lease expiry this worker last wrote for id i
+-- ARGV[9+2n..] ids to claim, oldest first
+-- Returns {acked, claimed, hint, held}: acked has, per id, 1 when
+-- acknowledged or 0 when this worker no longer holds the lease (it expired
+-- and was recovered, or another worker holds it); claimed, hint and held as
+-- claim_step.
 --
 -- Whose lease is it? One ZMSCORE reads every lease of the batch. A lease
 -- whose score is the one this worker last wrote is this worker's: another
@@ -36,7 +40,7 @@ local out = {}
 if n > 0 then
   local ids = {}
   for i = 1, n do
-    ids[i] = ARGV[4 + 2 * i]
+    ids[i] = ARGV[7 + 2 * i]
   end
   local scores = redis.call("ZMSCORE", KEYS[2], unpack(ids))
   local keys = {}
@@ -44,10 +48,10 @@ if n > 0 then
   for i = 1, n do
     local held = false
     if scores[i] then
-      if scores[i] == ARGV[5 + 2 * i] then
+      if scores[i] == ARGV[8 + 2 * i] then
         held = true
       else
-        local owner = redis.call("HGET", KEYS[6 + i], "lease_owner")
+        local owner = redis.call("HGET", KEYS[7 + i], "lease_owner")
         -- No owner: a lease taken by a worker that does not record owners.
         held = owner == ARGV[2] or owner == false
       end
@@ -55,7 +59,7 @@ if n > 0 then
     if held then
       out[i] = 1
       owned[#owned + 1] = ids[i]
-      keys[#keys + 1] = KEYS[6 + i]
+      keys[#keys + 1] = KEYS[7 + i]
     else
       out[i] = 0
     end
@@ -95,10 +99,11 @@ if n > 0 then
 end
 local keys = {}
 local ids = {}
-for i = 1, #ARGV - 5 - 2 * n do
-  keys[i] = KEYS[6 + n + i]
-  ids[i] = ARGV[5 + 2 * n + i]
+for i = 1, #ARGV - 8 - 2 * n do
+  keys[i] = KEYS[7 + n + i]
+  ids[i] = ARGV[8 + 2 * n + i]
 end
-local claimed, hint = claim_step(KEYS[5], KEYS[6], KEYS[1], KEYS[2], keys, ids,
-  ARGV[4], ARGV[2], tonumber(ARGV[5]))
-return {out, claimed, hint}
+local lim = {tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])}
+local claimed, hint, held = claim_step(KEYS[5], KEYS[6], KEYS[1], KEYS[2], keys, ids,
+  ARGV[4], ARGV[2], tonumber(ARGV[5]), KEYS[7], lim)
+return {out, claimed, hint, held}

@@ -4,8 +4,8 @@
 -- KEYS[2] asynq:{q}:lease
 -- KEYS[3] asynq:{q}:pending
 -- KEYS[4..7] asynq:{q}:scheduled, :retry, :archived, :completed
--- KEYS[8..] the rest to delete: :paused, :processed, :failed, :wake and the
---          daily counters
+-- KEYS[8..] the rest to delete: :paused, :processed, :failed, :wake, :limit
+--          and the daily counters
 -- Returns 1 removed, -1 a task is active, -2 a task arrived meanwhile.
 if redis.call("LLEN", KEYS[1]) > 0 or redis.call("ZCARD", KEYS[2]) > 0 then
   return -1
