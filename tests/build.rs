@@ -8,7 +8,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const EXAMPLES: &[&str] = &["email", "webhook-sync", "image-resize", "noop", "http-get"];
-const GUESTS: &[&str] = &["misbehave", "not-a-handler", "big-static", "http-client"];
+const GUESTS: &[&str] = &[
+    "misbehave",
+    "not-a-handler",
+    "big-static",
+    "http-client",
+    "handler-v0-1",
+];
 
 fn main() {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap())

@@ -18,6 +18,10 @@ export class Task {
   readonly deadlineMs: number | undefined;
   /** The headers set by whoever enqueued the task. */
   readonly headers: Record<string, string>;
+  /** For a task that aggregates a group: the group's name. */
+  readonly group: string | undefined;
+  /** The group's tasks, oldest first (empty for any other task). */
+  readonly members: Member[];
   /** The payload as UTF-8 text. */
   text(): string;
   /** The payload parsed as JSON; a payload that does not parse throws `SkipRetry`. */
@@ -27,15 +31,25 @@ export class Task {
 /** What a handler may return: the task's result. */
 export type Output = string | Uint8Array | ArrayBuffer | ArrayBufferView | undefined | null | unknown;
 
+/** One task of an aggregated group. */
+export class Member {
+  readonly id: string;
+  readonly taskType: string;
+  readonly payload: Uint8Array;
+  readonly headers: Record<string, string>;
+  text(): string;
+  json(): unknown;
+}
+
 /** Wraps a handler as the component's `handle` export:
  * `export const handle = defineHandler(async (task) => ...)`. */
 export function defineHandler(
   handler: (task: Task) => Output | Promise<Output>,
 ): (raw: unknown) => Promise<unknown>;
 
-/** The base of `Retry`, `SkipRetry` and `Revoke`. */
+/** The base of `Retry`, `SkipRetry`, `Revoke` and `RateLimited`. */
 export class TaskError extends Error {
-  readonly kind: 'retry' | 'skip-retry' | 'revoke';
+  readonly kind: 'retry' | 'skip-retry' | 'revoke' | 'rate-limited';
 }
 /** Retry with backoff while retries are left, or after `after` ms. */
 export class Retry extends TaskError {
@@ -49,6 +63,12 @@ export class SkipRetry extends TaskError {
 /** Drop the task: it is no longer wanted. */
 export class Revoke extends TaskError {
   constructor(message: string);
+}
+
+/** Run the task again after `after` ms without using up a retry. */
+export class RateLimited extends TaskError {
+  constructor(after: number, message?: string);
+  readonly after: number;
 }
 
 /** Why the host refused an `enqueue`. */

@@ -1,7 +1,7 @@
 // wasq-guest: write wasq task handlers in JavaScript.
 //
 // A handler is an ES module that exports `handle`, the export of the world
-// `wasq:task/handler@0.1.0` (wit/wasq.wit). `wasq build handler.js -o
+// `wasq:task/handler@0.2.0` (wit/wasq.wit). `wasq build handler.js -o
 // handler.wasm` turns it into a component with ComponentizeJS:
 //
 //   import { defineHandler, log } from 'wasq-guest';
@@ -16,12 +16,13 @@
 // (UTF-8), a Uint8Array or ArrayBuffer (as is), undefined or null (empty), or
 // any other value as JSON. What it throws says what the host does next:
 // `Retry` (optionally `{ after: ms }`), `SkipRetry` (archive now), `Revoke`
-// (drop the task); anything else is a retry whose message carries the
+// (drop the task), `RateLimited` (run it again after `after` ms without
+// using up a retry); anything else is a retry whose message carries the
 // error's name, message and stack.
 
-import { log as rawLog } from 'wasq:task/log@0.1.0';
-import { enqueue as rawEnqueue } from 'wasq:task/enqueue@0.1.0';
-import { setProgress as rawSetProgress } from 'wasq:task/context@0.1.0';
+import { log as rawLog } from 'wasq:task/log@0.2.0';
+import { enqueue as rawEnqueue } from 'wasq:task/enqueue@0.2.0';
+import { setProgress as rawSetProgress } from 'wasq:task/context@0.2.0';
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -60,6 +61,16 @@ export class Revoke extends TaskError {
   }
 }
 
+/** Run the task again after `after` ms without using up a retry or
+ * counting a failure: what it depends on said "not now" (a 429, a quota). */
+export class RateLimited extends TaskError {
+  constructor(after, message = 'rate limited') {
+    super(message, 'rate-limited');
+    this.name = 'RateLimited';
+    this.after = after;
+  }
+}
+
 /** Why the host refused an `enqueue`: `kind` is `denied`, `invalid`,
  * `conflict` or `unavailable`, `message` the host's words. */
 export class EnqueueError extends Error {
@@ -74,6 +85,34 @@ export class EnqueueError extends Error {
     this.name = 'EnqueueError';
     this.kind = kind;
     this.hostMessage = message;
+  }
+}
+
+/** One task of an aggregated group. */
+export class Member {
+  constructor(raw) {
+    /** Its id. */
+    this.id = raw.id;
+    /** Its task type. */
+    this.taskType = raw.taskType;
+    /** Its payload bytes (a Uint8Array). */
+    this.payload = raw.payload;
+    /** Its headers, as an object. */
+    this.headers = Object.fromEntries(raw.headers ?? []);
+  }
+
+  /** The payload as UTF-8 text. */
+  text() {
+    return decoder.decode(this.payload);
+  }
+
+  /** The payload parsed as JSON; one that does not parse is a `SkipRetry`. */
+  json() {
+    try {
+      return JSON.parse(this.text());
+    } catch (error) {
+      throw new SkipRetry(`payload of group member ${this.id} (${this.taskType}) is not the expected JSON: ${error.message}`);
+    }
   }
 }
 
@@ -96,6 +135,10 @@ export class Task {
     this.deadlineMs = raw.deadlineMs === undefined ? undefined : Number(raw.deadlineMs);
     /** The headers, as an object. */
     this.headers = Object.fromEntries(raw.headers ?? []);
+    /** For a task that aggregates a group: the group's name, else undefined. */
+    this.group = raw.group ?? undefined;
+    /** The group's tasks, oldest first (empty for any other task). */
+    this.members = (raw.members ?? []).map((m) => new Member(m));
   }
 
   /** The payload as UTF-8 text. */
@@ -215,6 +258,9 @@ function taskError(error) {
   }
   if (error instanceof SkipRetry) return { tag: 'skip-retry', val: error.message };
   if (error instanceof Revoke) return { tag: 'revoke', val: error.message };
+  if (error instanceof RateLimited) {
+    return { tag: 'rate-limited', val: { message: error.message, afterMs: millis(error.after) ?? 0n } };
+  }
   return { tag: 'retry', val: { message: describe(error), delayMs: undefined } };
 }
 

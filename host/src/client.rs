@@ -222,6 +222,16 @@ impl Client {
         }
         let msg = task::message(&task, &options);
         let at = task::process_at(&options);
+        if let Some(group) = &options.group {
+            check_name("group", group)?;
+            if at.is_some() {
+                return Err(EnqueueError::Invalid(
+                    "a task added to a group runs when its group is aggregated: it cannot \
+                     also be scheduled (process_at/process_in)"
+                        .into(),
+                ));
+            }
+        }
         // A scheduled unique task holds its lock from now until its unique
         // TTL past its process time, as in Asynq.
         let unique = options.unique.map(|ttl| {
@@ -239,6 +249,9 @@ impl Client {
         let outcome = loop {
             tries += 1;
             let written = match kind {
+                Write::Plain if options.group.is_some() => {
+                    self.broker.add_to_group(&msg, unique).await
+                }
                 Write::Plain => self.broker.enqueue_stamped(&msg, at, unique, since).await,
                 #[cfg(feature = "runtime")]
                 Write::FollowUp => self.broker.enqueue_follow_up(&msg, at, since).await,
@@ -261,7 +274,9 @@ impl Client {
                 id: msg.id,
                 queue: msg.queue,
                 task_type: msg.r#type,
-                state: if at.is_some() {
+                state: if options.group.is_some() {
+                    TaskState::Aggregating
+                } else if at.is_some() {
                     TaskState::Scheduled
                 } else {
                     TaskState::Pending

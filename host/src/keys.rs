@@ -101,6 +101,25 @@ impl QueueKeys {
     pub fn wake(&self) -> String {
         self.key("wake")
     }
+    /// `asynq:{q}:g:<group>`: Asynq's zset of a group's task ids (score:
+    /// when each was added, Unix seconds).
+    pub fn group(&self, group: &str) -> String {
+        self.key(&format!("g:{group}"))
+    }
+    /// `asynq:{q}:groups`: Asynq's set of the queue's group names.
+    pub fn groups(&self) -> String {
+        self.key("groups")
+    }
+    /// `asynq:{q}:g:<group>:<set id>`: Asynq's aggregation set, the tasks
+    /// of a group taken out to be aggregated into one task.
+    pub fn aggregation_set(&self, group: &str, set_id: &str) -> String {
+        self.key(&format!("g:{group}:{set_id}"))
+    }
+    /// `asynq:{q}:aggregation_sets`: Asynq's zset of aggregation set keys
+    /// (score: when the set counts as abandoned, Unix seconds).
+    pub fn aggregation_sets(&self) -> String {
+        self.key("aggregation_sets")
+    }
     /// `asynq:{q}:limit`: wasq only, the queue's limits as the workers
     /// configure them (`rate`, `burst`, `max_running`), the rate's token
     /// bucket (`tokens`, `at`) and the claims each limit deferred

@@ -37,7 +37,7 @@ pub struct TaskMessage {
     /// The uniqueness lock key, if any.
     #[prost(string, tag = "10")]
     pub unique_key: String,
-    /// Aggregation group (unused by wasq, kept intact).
+    /// The group the task is aggregated in (Asynq's task groups), if any.
     #[prost(string, tag = "14")]
     pub group_key: String,
     /// Retention as completed, seconds.
@@ -50,6 +50,23 @@ pub struct TaskMessage {
     #[prost(map = "string, string", tag = "15")]
     pub headers: std::collections::HashMap<String, String>,
 }
+
+/// wasq only: the payload of a task that aggregates a group, marked by the
+/// header [`GROUP_HEADER`] naming the group. The members are kept as they
+/// were enqueued, oldest first.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct TaskGroup {
+    /// The group's name.
+    #[prost(string, tag = "1")]
+    pub group: String,
+    /// Its tasks, oldest first.
+    #[prost(message, repeated, tag = "2")]
+    pub tasks: Vec<TaskMessage>,
+}
+
+/// The header that marks a task aggregating a group (its value is the
+/// group's name); the payload is then a [`TaskGroup`].
+pub const GROUP_HEADER: &str = "wasq-group";
 
 /// A protobuf `google.protobuf.Timestamp` (prost's own; `From<SystemTime>`).
 pub use prost_types::Timestamp;

@@ -81,6 +81,9 @@ pub struct TaskOptions {
     pub retention: Option<Duration>,
     /// Headers.
     pub headers: HashMap<String, String>,
+    /// Add the task to this group of its queue, to be aggregated with the
+    /// group's other tasks into one task (Asynq's task groups).
+    pub group: Option<String>,
 }
 
 impl TaskOptions {
@@ -129,6 +132,13 @@ impl TaskOptions {
         self.retention = Some(retention);
         self
     }
+    /// Add the task to group `name` of its queue: it waits, aggregating,
+    /// until the group is due (see the queue's `group_*` settings) and then
+    /// reaches a handler together with the group's other tasks, as one task.
+    pub fn group(mut self, name: impl Into<String>) -> Self {
+        self.group = Some(name.into());
+        self
+    }
     /// Add a header.
     pub fn header(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.headers.insert(key.into(), value.into());
@@ -153,6 +163,8 @@ pub enum TaskState {
     Archived,
     /// Done and kept for its retention.
     Completed,
+    /// Waiting in a group to be aggregated with its other tasks.
+    Aggregating,
 }
 
 impl std::str::FromStr for TaskState {
@@ -174,6 +186,7 @@ impl std::str::FromStr for TaskState {
             "retry" => TaskState::Retry,
             "archived" => TaskState::Archived,
             "completed" => TaskState::Completed,
+            "aggregating" => TaskState::Aggregating,
             other => return Err(format!("unknown task state {other:?}")),
         })
     }
@@ -188,6 +201,7 @@ impl std::fmt::Display for TaskState {
             TaskState::Retry => "retry",
             TaskState::Archived => "archived",
             TaskState::Completed => "completed",
+            TaskState::Aggregating => "aggregating",
         };
         f.write_str(s)
     }
@@ -247,6 +261,7 @@ pub(crate) fn message(task: &Task, opts: &TaskOptions) -> TaskMessage {
         unique_key,
         retention: opts.retention.map(|r| r.as_secs() as i64).unwrap_or(0),
         headers: opts.headers.clone(),
+        group_key: opts.group.clone().unwrap_or_default(),
         ..TaskMessage::default()
     }
 }

@@ -150,6 +150,53 @@ pub(crate) fn trap(run: &Execution) -> &TrapCause {
     }
 }
 
+/// `{"do": "rate-limited", "ms": 2000}` gives what the Rust guest's
+/// `TaskError::rate_limited` gives: a requeue in 2 s without a retry.
+pub(crate) async fn rate_limited_as_for_rust(runtime: &Runtime) {
+    let limited = run(runtime, "bad", r#"{"do": "rate-limited", "ms": 2000}"#).await;
+    assert_eq!(
+        handler_error(&limited),
+        &HandlerError::RateLimited {
+            message: "the API said 429".into(),
+            after: std::time::Duration::from_secs(2),
+        }
+    );
+    assert_eq!(
+        limited.outcome.failure().unwrap().action(),
+        wasq::runtime::Action::Requeue {
+            delay: std::time::Duration::from_secs(2)
+        }
+    );
+}
+
+/// A task that aggregates a group reaches the handler with its group and
+/// members, as the Rust guest sees them: `{"group", "members": [{"id",
+/// "type", "payload"}]}`.
+pub(crate) async fn group_as_for_rust(runtime: &Runtime) {
+    let mut invocation = Invocation::new("bad", b"not json: members carry the data".to_vec());
+    invocation.group = Some(wasq::runtime::Group {
+        name: "user:42".into(),
+        members: (1..=3)
+            .map(|i| wasq::runtime::Member {
+                id: format!("m{i}"),
+                task_type: "email:notify".into(),
+                payload: format!("{{\"n\": {i}}}").into_bytes(),
+                headers: Vec::new(),
+            })
+            .collect(),
+    });
+    let ran = runtime.execute(invocation).await;
+    let answer: serde_json::Value = serde_json::from_str(&ok_text(&ran)).unwrap();
+    assert_eq!(
+        answer,
+        serde_json::json!({"group": "user:42", "members": [
+            {"id": "m1", "type": "email:notify", "payload": "{\"n\": 1}"},
+            {"id": "m2", "type": "email:notify", "payload": "{\"n\": 2}"},
+            {"id": "m3", "type": "email:notify", "payload": "{\"n\": 3}"},
+        ]})
+    );
+}
+
 pub(crate) fn handler_error(run: &Execution) -> &HandlerError {
     match run.outcome.failure() {
         Some(Failure::Handler { error }) => error,

@@ -138,6 +138,8 @@ async fn js_misbehaviour_is_classified_as_for_rust() {
             message: "nobody wants this".into()
         }
     );
+    interpreted::rate_limited_as_for_rust(&runtime).await;
+    interpreted::group_as_for_rust(&runtime).await;
 
     let denied = run(
         &runtime,

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use redis::AsyncCommands as _;
 use wasq::broker::QueueKeys;
-use wasq::{TaskOptions, TaskState};
+use wasq::{Task, TaskOptions, TaskState};
 use wasq_tests::{TestConfig, run_wasq, unique_queue};
 
 use crate::support::*;
@@ -308,4 +308,137 @@ fn bad_limits_are_refused_with_file_line_and_key() {
             "{body}: {err}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_handler_runs_again_later_without_using_a_retry() {
+    let (q, _config, mut worker, client) = one_queue("limited-by-api", "").await;
+    // No retries at all: a retry would archive it, a rate limit must not.
+    let info = client
+        .enqueue(
+            payload(r#"{"do": "rate-limited", "ms": 2000}"#),
+            TaskOptions::default().queue(&q).max_retry(0),
+        )
+        .await
+        .unwrap();
+    let first = worker.next(1, Duration::from_secs(10)).await.remove(0);
+    let first_at = Instant::now();
+    assert_eq!(first.disposition, wasq::worker::Disposition::Requeued);
+    let stored = client.broker().task(&q, &info.id).await.unwrap().unwrap();
+    assert_eq!((stored.state.as_str(), stored.retried), ("retry", 0));
+    assert!(
+        stored
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("rate limited") && e.contains("the API said 429")),
+        "{stored:?}"
+    );
+    // It runs again once the 2 s are up (the retry set is forwarded each
+    // maintenance interval, and times are whole seconds), still with no
+    // retry used and no failure counted.
+    let second = worker.next(1, Duration::from_secs(10)).await.remove(0);
+    let waited = first_at.elapsed();
+    assert_eq!(second.id, info.id);
+    assert_eq!(second.disposition, wasq::worker::Disposition::Requeued);
+    assert!(
+        waited >= Duration::from_millis(1000) && waited <= Duration::from_secs(5),
+        "ran again after {waited:?}"
+    );
+    let stored = client.broker().task(&q, &info.id).await.unwrap().unwrap();
+    assert_eq!(stored.retried, 0);
+    let stats = client.broker().stats(&q).await.unwrap();
+    assert_eq!((stats.failed_total, stats.archived), (0, 0), "{stats:?}");
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_built_against_wasq_task_0_1_0_still_runs_in_the_worker() {
+    let q = unique_queue("v0-1");
+    let config = config(
+        &[(&q, 1, None)],
+        &format!("\n[tasks.old]\nmodule = \"{{guests}}/handler_v0_1.wasm\"\nenqueue = [{q:?}]\n"),
+    );
+    let (code, out, err) = run_wasq(&["check", "--config", &config.path.display().to_string()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("handler_v0_1.wasm  (wasq:task@0.1.0)"),
+        "{out}"
+    );
+    assert!(out.contains("misbehave.wasm  (wasq:task@0.2.0)"), "{out}");
+
+    let mut worker = RunningWorker::start(&config).await;
+    let client = cluster_client().await;
+    let opts = TaskOptions::default().queue(&q).max_retry(5);
+    let echo = client
+        .enqueue(Task::new("old", b"hello".to_vec()), opts.clone())
+        .await
+        .unwrap();
+    let retry = client
+        .enqueue(Task::new("old", b"retry".to_vec()), opts.clone())
+        .await
+        .unwrap();
+    let parent = client
+        .enqueue(Task::new("old", b"enqueue".to_vec()), opts.clone())
+        .await
+        .unwrap();
+    let mut events = worker.next(4, Duration::from_secs(20)).await;
+    events.sort_by_key(|e| e.id.clone());
+    let by_id = |id: &str| events.iter().find(|e| e.id == id).unwrap();
+    assert_eq!(by_id(&echo.id).disposition, wasq::worker::Disposition::Done);
+    let retried = by_id(&retry.id);
+    assert_eq!(retried.disposition, wasq::worker::Disposition::Retry);
+    assert!(
+        retried
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("retry in 3s") && e.contains("asked by a 0.1.0 guest")),
+        "{retried:?}"
+    );
+    assert_eq!(
+        by_id(&parent.id).disposition,
+        wasq::worker::Disposition::Done
+    );
+    // The follow-up the 0.1.0 guest enqueued ran too (the fourth event).
+    assert!(
+        events
+            .iter()
+            .any(|e| e.task_type == "noop" && e.disposition == wasq::worker::Disposition::Done),
+        "{events:#?}"
+    );
+    worker.stop().await;
+}
+
+#[test]
+fn a_handler_of_an_unknown_wasq_task_version_is_refused_naming_both() {
+    // The 0.1.0 guest with the version of every wasq:task import rewritten
+    // to 0.9.0 in place: the same length, so the component stays valid.
+    let bytes = std::fs::read(wasq_tests::guest("handler-v0-1")).unwrap();
+    let mut patched = bytes.clone();
+    let mut replaced = 0;
+    let prefix = b"wasq:task/";
+    for i in 0..patched.len().saturating_sub(prefix.len()) {
+        if &patched[i..i + prefix.len()] != prefix {
+            continue;
+        }
+        let tail = &patched[i..(i + 40).min(patched.len())];
+        if let Some(at) = tail.windows(6).position(|w| w == b"@0.1.0") {
+            let start = i + at + 1;
+            patched[start..start + 5].copy_from_slice(b"0.9.0");
+            replaced += 1;
+        }
+    }
+    assert!(replaced > 0);
+    let dir = tempfile::tempdir().unwrap();
+    let module = dir.path().join("future.wasm");
+    std::fs::write(&module, patched).unwrap();
+    let config = TestConfig::new(&format!(
+        "[tasks.future]\nmodule = \"{}\"\n",
+        module.display()
+    ));
+    let (code, _, err) = run_wasq(&["check", "--config", &config.path.display().to_string()]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("built against wasq:task@0.9.0") && err.contains("wasq:task@0.2.0 and @0.1.0"),
+        "{err}"
+    );
 }

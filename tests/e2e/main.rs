@@ -10,6 +10,7 @@ mod examples;
 mod faults;
 mod follow_ups;
 mod fs_limits;
+mod groups;
 mod hostile;
 mod http;
 mod inspect;

@@ -151,6 +151,9 @@ async fn python_misbehaviour_is_classified_as_for_rust() {
     .await;
     assert_eq!(granted.follow_ups.len(), 1, "{:?}", granted.outcome);
 
+    interpreted::rate_limited_as_for_rust(&runtime).await;
+    interpreted::group_as_for_rust(&runtime).await;
+
     // After all that, the same runtime runs a normal task.
     assert_eq!(
         ok_text(&run(&runtime, "bad", r#"{"do": "ok"}"#).await),

@@ -16,8 +16,9 @@ Build it into a component with ``wasq build app.py -o email.wasm``.
 
 What the function returns is the result: ``str`` (stored as UTF-8),
 ``bytes``, ``None`` (empty) or any JSON-serialisable value (``json.dumps``).
-Raise :class:`Retry`, :class:`SkipRetry` or :class:`Revoke` to tell the host
-what to do with a failed task; any other exception is a retry whose message
+Raise :class:`Retry`, :class:`SkipRetry`, :class:`Revoke` or
+:class:`RateLimited` (run again later without using up a retry) to tell the
+host what to do with a failed task; any other exception is a retry whose message
 names the exception and the last frames of its traceback.
 
 The host does the rest: fuel, memory and time limits stop the interpreter
@@ -27,12 +28,14 @@ the hosts the task type's ``http`` list names.
 """
 
 from . import http, log
-from ._errors import EnqueueError, Retry, Revoke, SkipRetry, TaskError
+from ._errors import EnqueueError, RateLimited, Retry, Revoke, SkipRetry, TaskError
 from ._handler import handler
-from ._task import Task, enqueue, set_progress
+from ._task import Member, Task, enqueue, set_progress
 
 __all__ = [
     "EnqueueError",
+    "Member",
+    "RateLimited",
     "Retry",
     "Revoke",
     "SkipRetry",

@@ -54,6 +54,26 @@ class Revoke(TaskError):
         return _types.TaskError_Revoke(self.message)
 
 
+class RateLimited(TaskError):
+    """Run the task again after ``after`` (seconds, or a ``timedelta``)
+    without using up a retry or counting a failure: what it depends on said
+    "not now" (an API's 429, a quota)."""
+
+    def __init__(self, after: Union[int, float, timedelta], message: str = "rate limited"):
+        super().__init__(message)
+        if isinstance(after, timedelta):
+            after = after.total_seconds()
+        self.after: float = max(0.0, float(after))
+
+    def _raw(self):
+        return _types.TaskError_RateLimited(
+            _types.RateLimited(self.message, int(round(self.after * 1000)))
+        )
+
+    def __str__(self):
+        return f"rate limited for {self.after:g}s: {self.message}"
+
+
 class EnqueueError(Exception):
     """The host refused an :func:`~wasq_guest.enqueue`.
 

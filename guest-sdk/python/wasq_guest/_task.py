@@ -2,7 +2,7 @@
 
 import json as _json
 from datetime import timedelta
-from typing import Dict, Mapping, Optional, Union
+from typing import Dict, List, Mapping, Optional, Union
 
 from componentize_py_types import Err
 from wit_world.imports import context as _context
@@ -14,17 +14,47 @@ from ._errors import EnqueueError, SkipRetry
 Duration = Union[None, int, float, timedelta]
 
 
+class Member:
+    """One task of an aggregated group: ``id``, ``task_type``, ``payload``
+    (bytes) and ``headers`` (a dict)."""
+
+    __slots__ = ("id", "task_type", "payload", "headers")
+
+    def __init__(self, task_type: str, payload: bytes = b"", *, id: str = "",
+                 headers: Optional[Mapping[str, str]] = None):
+        self.id = id
+        self.task_type = task_type
+        self.payload = bytes(payload)
+        self.headers: Dict[str, str] = dict(headers or {})
+
+    def json(self):
+        """Decodes the payload as JSON; raises :class:`SkipRetry` if it does not."""
+        try:
+            return _json.loads(self.payload)
+        except ValueError as error:
+            raise SkipRetry(
+                f"payload of group member {self.id} ({self.task_type}) is not the "
+                f"expected JSON: {error}") from None
+
+    def __repr__(self):
+        return f"Member(task_type={self.task_type!r}, id={self.id!r})"
+
+
 class Task:
     """One task: ``id``, ``task_type``, ``queue``, ``payload`` (bytes),
-    ``retried``, ``max_retry``, ``deadline_ms`` and ``headers`` (a dict)."""
+    ``retried``, ``max_retry``, ``deadline_ms`` and ``headers`` (a dict).
+    A task that aggregates a group also has ``group`` (its name; else
+    ``None``) and ``members`` (its tasks, oldest first, as :class:`Member`)."""
 
     __slots__ = ("id", "task_type", "queue", "payload", "retried", "max_retry",
-                 "deadline_ms", "headers")
+                 "deadline_ms", "headers", "group", "members")
 
     def __init__(self, task_type: str, payload: bytes = b"", *, id: str = "",
                  queue: str = "default", retried: int = 0, max_retry: int = 0,
                  deadline_ms: Optional[int] = None,
-                 headers: Optional[Mapping[str, str]] = None):
+                 headers: Optional[Mapping[str, str]] = None,
+                 group: Optional[str] = None,
+                 members: Optional[List[Member]] = None):
         self.id = id
         self.task_type = task_type
         self.queue = queue
@@ -33,12 +63,17 @@ class Task:
         self.max_retry = max_retry
         self.deadline_ms = deadline_ms
         self.headers: Dict[str, str] = dict(headers or {})
+        self.group = group
+        self.members: List[Member] = list(members or [])
 
     @classmethod
     def _from_raw(cls, raw: "_types.Task") -> "Task":
+        members = [Member(m.task_type, m.payload, id=m.id, headers=dict(m.headers))
+                   for m in raw.members]
         return cls(raw.task_type, raw.payload, id=raw.id, queue=raw.queue,
                    retried=raw.retried, max_retry=raw.max_retry,
-                   deadline_ms=raw.deadline_ms, headers=dict(raw.headers))
+                   deadline_ms=raw.deadline_ms, headers=dict(raw.headers),
+                   group=raw.group, members=members)
 
     def json(self):
         """Decodes the payload as JSON.

@@ -4,7 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::__bindings::TaskError as RawTaskError;
-use crate::__bindings::wasq::task::types::Retry;
+use crate::__bindings::wasq::task::types::{RateLimited, Retry};
 
 /// A handler's failure, and what the host should do about it.
 ///
@@ -20,7 +20,10 @@ use crate::__bindings::wasq::task::types::Retry;
 /// let bad = TaskError::skip_retry("unknown template");
 /// // Drop the task: nobody wants it any more.
 /// let gone = TaskError::revoke("account deleted");
+/// // Run it again in 2 seconds without using up a retry (an API said 429).
+/// let throttled = TaskError::rate_limited(Duration::from_secs(2)).with_message("API said 429");
 /// assert_eq!(later.to_string(), "retry in 30s: rate limited");
+/// assert_eq!(throttled.to_string(), "rate limited for 2s: API said 429");
 /// # let _ = (busy, bad, gone);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +37,7 @@ enum Kind {
     Retry(Option<Duration>),
     SkipRetry,
     Revoke,
+    RateLimited(Duration),
 }
 
 impl TaskError {
@@ -61,6 +65,24 @@ impl TaskError {
         }
     }
 
+    /// Run the task again after `after` without using up a retry or
+    /// counting a failure: what it depends on said "not now" (an API's 429,
+    /// a quota). The host puts it back in line; its retries are untouched.
+    pub fn rate_limited(after: Duration) -> Self {
+        Self {
+            kind: Kind::RateLimited(after),
+            message: "rate limited".to_owned(),
+        }
+    }
+
+    /// The same error with another message.
+    pub fn with_message(self, message: impl Into<String>) -> Self {
+        Self {
+            kind: self.kind,
+            message: message.into(),
+        }
+    }
+
     /// Make this a retry after `delay` instead of the task type's backoff.
     pub fn after(self, delay: Duration) -> Self {
         Self {
@@ -82,6 +104,10 @@ impl TaskError {
             }),
             Kind::SkipRetry => RawTaskError::SkipRetry(self.message),
             Kind::Revoke => RawTaskError::Revoke(self.message),
+            Kind::RateLimited(after) => RawTaskError::RateLimited(RateLimited {
+                message: self.message,
+                after_ms: u64::try_from(after.as_millis()).unwrap_or(u64::MAX),
+            }),
         }
     }
 }
@@ -95,6 +121,9 @@ impl fmt::Display for TaskError {
             }
             Kind::SkipRetry => write!(f, "skip retry: {}", self.message),
             Kind::Revoke => write!(f, "revoke: {}", self.message),
+            Kind::RateLimited(after) => {
+                write!(f, "rate limited for {}s: {}", after.as_secs(), self.message)
+            }
         }
     }
 }

@@ -4,7 +4,7 @@
 //! per task, in a fresh sandbox with the fuel, memory, time and grants its task
 //! type is given in `wasq.toml`. This crate is all a handler author needs: it
 //! hides the generated WIT bindings (`wit/wasq.wit`, world
-//! `wasq:task/handler@0.1.0`) behind a function signature and one macro.
+//! `wasq:task/handler@0.2.0`) behind a function signature and one macro.
 //!
 //! ```no_run
 //! use serde::Deserialize;
@@ -40,8 +40,9 @@
 //! (`()`, `Vec<u8>`, `String`, `&'static str` or [`Json`]) and `E` converts
 //! into a [`TaskError`]. A [`TaskError`] says what the host does next: retry
 //! with backoff ([`TaskError::retry`], optionally [`TaskError::after`] a delay),
-//! archive now ([`TaskError::skip_retry`]) or drop the task
-//! ([`TaskError::revoke`]). Any `std::error::Error` converts into a retry, so
+//! archive now ([`TaskError::skip_retry`]), drop the task
+//! ([`TaskError::revoke`]) or run it again later without using up a retry
+//! ([`TaskError::rate_limited`]). Any `std::error::Error` converts into a retry, so
 //! `?` works on I/O and parse errors.
 //!
 //! ## What the host does not let a handler do
@@ -67,7 +68,7 @@ mod task;
 pub use error::TaskError;
 pub use log::{Level, log};
 pub use output::{Json, Output};
-pub use task::{EnqueueError, EnqueueOptions, Task, enqueue, set_progress};
+pub use task::{EnqueueError, EnqueueOptions, Member, Task, enqueue, set_progress};
 
 /// The generated bindings of `wit/wasq.wit`. Not a stable API: use the
 /// re-exports of this crate instead.
@@ -76,7 +77,7 @@ pub use task::{EnqueueError, EnqueueOptions, Task, enqueue, set_progress};
 pub mod __bindings {
     wit_bindgen::generate!({
         path: "../../wit",
-        world: "wasq:task/handler@0.1.0",
+        world: "wasq:task/handler@0.2.0",
         pub_export_macro: true,
         export_macro_name: "__export_world_handler",
         default_bindings_module: "::wasq_guest::__bindings",

@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 
 use crate::__bindings::Task as RawTask;
+use crate::__bindings::wasq::task::types::Member as RawMember;
 use crate::__bindings::wasq::task::{context, enqueue as raw};
 use crate::TaskError;
 
@@ -12,11 +13,17 @@ use crate::TaskError;
 #[derive(Debug, Clone)]
 pub struct Task {
     raw: RawTask,
+    /// The group's tasks, taken out of `raw`.
+    members: Vec<Member>,
 }
 
 impl Task {
-    pub(crate) fn from_raw(raw: RawTask) -> Self {
-        Self { raw }
+    pub(crate) fn from_raw(mut raw: RawTask) -> Self {
+        let members = std::mem::take(&mut raw.members)
+            .into_iter()
+            .map(|raw| Member { raw })
+            .collect();
+        Self { raw, members }
     }
 
     /// Builds a task by hand, e.g. to unit-test a handler natively.
@@ -35,7 +42,39 @@ impl Task {
             max_retry: 0,
             deadline_ms: None,
             headers: Vec::new(),
+            group: None,
+            members: Vec::new(),
         })
+    }
+
+    /// The same task as one that aggregates group `name` of `members`
+    /// (each a task type and payload), e.g. to unit-test a group handler.
+    ///
+    /// ```
+    /// let digest = wasq_guest::Task::new("email:digest", Vec::new())
+    ///     .with_group("user:42", [("email:notify", br#"{"n": 1}"#.to_vec())]);
+    /// assert_eq!(digest.group(), Some("user:42"));
+    /// assert_eq!(digest.members()[0].task_type(), "email:notify");
+    /// ```
+    pub fn with_group(
+        mut self,
+        name: &str,
+        members: impl IntoIterator<Item = (&'static str, Vec<u8>)>,
+    ) -> Self {
+        self.raw.group = Some(name.to_owned());
+        self.members = members
+            .into_iter()
+            .enumerate()
+            .map(|(i, (task_type, payload))| Member {
+                raw: RawMember {
+                    id: format!("member-{i}"),
+                    task_type: task_type.to_owned(),
+                    payload,
+                    headers: Vec::new(),
+                },
+            })
+            .collect();
+        self
     }
 
     /// The task's id.
@@ -111,6 +150,61 @@ impl Task {
             .headers
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// For a task that aggregates a group (enqueued with a group, see the
+    /// queue's `group_*` settings): the group's name.
+    pub fn group(&self) -> Option<&str> {
+        self.raw.group.as_deref()
+    }
+
+    /// The tasks of the group this task aggregates, oldest first (empty for
+    /// any other task).
+    pub fn members(&self) -> &[Member] {
+        &self.members
+    }
+}
+
+/// One task of an aggregated group (see [`Task::members`]).
+#[derive(Debug, Clone)]
+pub struct Member {
+    raw: RawMember,
+}
+
+impl Member {
+    /// Its id.
+    pub fn id(&self) -> &str {
+        &self.raw.id
+    }
+
+    /// Its task type.
+    pub fn task_type(&self) -> &str {
+        &self.raw.task_type
+    }
+
+    /// Its payload bytes.
+    pub fn payload(&self) -> &[u8] {
+        &self.raw.payload
+    }
+
+    /// Its payload parsed as JSON; a payload that does not parse is a
+    /// [`TaskError::skip_retry`], as for [`Task::json`].
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, TaskError> {
+        serde_json::from_slice(&self.raw.payload).map_err(|error| {
+            TaskError::skip_retry(format!(
+                "payload of group member {} ({}) is not the expected JSON: {error}",
+                self.raw.id, self.raw.task_type
+            ))
+        })
+    }
+
+    /// A header set by its enqueuer.
+    pub fn header(&self, key: &str) -> Option<&str> {
+        self.raw
+            .headers
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 }
 

@@ -73,6 +73,8 @@ pub(super) fn state_key(queue: &QueueKeys, state: TaskState) -> (String, bool) {
         TaskState::Retry => (queue.retry(), false),
         TaskState::Archived => (queue.archived(), false),
         TaskState::Completed => (queue.completed(), false),
+        // Spread over the groups' sets: see `task_ids`.
+        TaskState::Aggregating => (queue.groups(), false),
     }
 }
 
@@ -93,6 +95,18 @@ impl Broker {
         let stop = start + size.max(1) as isize - 1;
         let mut conn = self.conn.clone();
         Ok(match (state, list) {
+            // Every group's tasks, group by group, oldest first in each.
+            (TaskState::Aggregating, _) => {
+                let mut ids = Vec::new();
+                for (group, _) in self.groups(queue).await? {
+                    let mut in_group: Vec<String> = conn.zrange(q.group(&group), 0, -1).await?;
+                    ids.append(&mut in_group);
+                }
+                ids.into_iter()
+                    .skip(start as usize)
+                    .take(size.max(1))
+                    .collect()
+            }
             // Pending tasks are taken from the tail: list them tail first.
             (TaskState::Pending, _) => {
                 let mut ids: Vec<String> = conn.lrange(&key, -(stop + 1), -(start + 1)).await?;

@@ -48,3 +48,7 @@ script!(EXPIRE, "scripts/expire.lua");
 script!(EXTEND, "scripts/extend.lua");
 script!(TRIM_ARCHIVE, "scripts/trim_archive.lua");
 script!(TRANSITION, "scripts/transition.lua", with common);
+script!(GROUP_ADD, "scripts/group_add.lua");
+script!(GROUP_CHECK, "scripts/group_check.lua");
+script!(GROUP_DONE, "scripts/group_done.lua", with common);
+script!(GROUP_RECLAIM, "scripts/group_reclaim.lua");

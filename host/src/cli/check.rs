@@ -34,6 +34,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 "module": t.module,
                 "module_hash": t.module_hash,
                 "module_size": t.module_size,
+                "world": format!("wasq:task/handler@{}", t.world_version),
                 "cache": t.cache,
                 "load_time_us": t.load_time.as_micros() as u64,
                 "initial_memory": t.footprint.initial_memory,
@@ -78,7 +79,12 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             .fuel
             .map_or("unlimited".to_owned(), |f| f.to_string());
         let f = &t.footprint;
-        println!("  {}  {}", t.name, t.module.display());
+        println!(
+            "  {}  {}  (wasq:task@{})",
+            t.name,
+            t.module.display(),
+            t.world_version
+        );
         println!(
             "      {}, sha256 {}, {cache} in {:.1?}",
             ByteSize(t.module_size),

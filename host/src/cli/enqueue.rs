@@ -48,6 +48,11 @@ pub struct Args {
     /// Keep the task as completed for this long after success, e.g. `24h`.
     #[arg(long, value_parser = humantime::parse_duration)]
     retention: Option<Duration>,
+    /// Add the task to this group of its queue: it waits until the group is
+    /// due (the queue's group_grace, group_max_delay, group_max_size) and
+    /// then reaches a handler with the group's other tasks, as one task.
+    #[arg(long, conflicts_with_all = ["process_in", "process_at"])]
+    group: Option<String>,
     #[command(flatten)]
     output: super::args::JsonArg,
 }
@@ -67,6 +72,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     opts.unique = args.unique;
     opts.task_id = args.task_id.clone();
     opts.retention = args.retention;
+    opts.group = args.group.clone();
     opts.process_at = args
         .process_at
         .or(args.process_in.map(|d| SystemTime::now() + d));

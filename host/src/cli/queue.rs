@@ -13,9 +13,10 @@ pub enum Args {
     /// (address and id, master first) that hold it.
     Ls(ListArgs),
     /// One queue in full: counts by state, paused, latency (age of the
-    /// oldest pending task), processed and failed today, its cluster-wide
-    /// limits (rate and max_running) with their use and the task claims
-    /// they deferred, where it lives.
+    /// oldest pending task), processed and failed today, its task groups
+    /// waiting to be aggregated, its cluster-wide limits (rate and
+    /// max_running) with their use and the task claims they deferred, where
+    /// it lives.
     Inspect {
         #[command(flatten)]
         target: QueueTarget,
@@ -100,11 +101,16 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             let latency = broker.latency(&queue).await?;
             let location = broker.locate(&queue).await?;
             let limits = broker.limit_status(&queue).await?;
+            let groups = broker.groups(&queue).await?;
             if output.json {
                 let out = serde_json::json!({
                     "stats": stats,
                     "latency_secs": latency,
                     "limits": limits,
+                    "groups": groups
+                        .iter()
+                        .map(|(group, size)| serde_json::json!({"group": group, "size": size}))
+                        .collect::<Vec<_>>(),
                     "location": location,
                 });
                 println!("{}", serde_json::to_string_pretty(&out)?);
@@ -133,6 +139,13 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 "All time:   {} processed, {} failed",
                 stats.processed_total, stats.failed_total
             );
+            if !groups.is_empty() {
+                let waiting: u64 = groups.iter().map(|(_, size)| size).sum();
+                println!(
+                    "Groups:     {} ({waiting} task(s) aggregating)",
+                    groups.len()
+                );
+            }
             if let Some(rate) = &limits.rate {
                 println!(
                     "Rate:       {rate}, burst {} ({:.1} token(s) now; {} task claim(s) deferred)",

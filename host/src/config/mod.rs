@@ -222,6 +222,28 @@ impl Config {
                     "a burst needs a rate: add e.g. rate = \"100/s\"".into(),
                 ));
             }
+            if queue
+                .group_grace
+                .is_some_and(|g| g.0 < std::time::Duration::from_secs(1))
+            {
+                return Err(self.invalid_in_table(
+                    &table,
+                    "group_grace",
+                    "must be at least 1s (Asynq's shortest grace period)".into(),
+                ));
+            }
+            if queue.group_max_size == Some(0) {
+                return Err(self.invalid_in_table(
+                    &table,
+                    "group_max_size",
+                    "must be at least 1 (leave it out for no limit)".into(),
+                ));
+            }
+            if let Some(task_type) = &queue.group_task_type
+                && let Err(e) = crate::names::check_name("task type", task_type)
+            {
+                return Err(self.invalid_in_table(&table, "group_task_type", e.to_string()));
+            }
             if queue.max_running == Some(0) {
                 return Err(self.invalid_in_table(
                     &table,

@@ -102,6 +102,19 @@ pub struct QueueConfig {
     /// of the cluster (a crashed worker's tasks count until their leases
     /// expire).
     pub max_running: Option<u64>,
+    /// The task type of the task that aggregates a group (default: the type
+    /// of the group's oldest task).
+    pub group_task_type: Option<String>,
+    /// A group is aggregated once no task joined it for this long (Asynq's
+    /// `GroupGracePeriod`; default 1 minute, at least 1 s).
+    pub group_grace: Option<HumanDuration>,
+    /// A group is aggregated once its oldest task waited this long
+    /// (`GroupMaxDelay`; default none).
+    pub group_max_delay: Option<HumanDuration>,
+    /// A group is aggregated once it holds this many tasks, and one
+    /// aggregated task takes at most this many (`GroupMaxSize`; default
+    /// none).
+    pub group_max_size: Option<u64>,
     /// At most this many archived tasks are kept (the oldest go first);
     /// default 10,000, as Asynq.
     #[serde(default = "default_archive_max")]

@@ -392,6 +392,8 @@ impl Naive {
             max_retry: 0,
             deadline_ms: None,
             headers: Vec::new(),
+            group: None,
+            members: Vec::new(),
         };
         match handler.call_handle(&mut store, &task).await.map_err(err)? {
             Ok(_) => Ok(()),

@@ -12,6 +12,7 @@ use super::bindings::{self, Handler, TaskError};
 use super::guest_text::sanitize;
 use super::http::Outbound;
 use super::journal::{Journal, TaskTags};
+use super::load::Pre;
 use super::sandbox::{Interrupted, MemoryLimitHit, MemoryLimiter, SandboxState};
 use super::{
     CancelToken, Execution, Failure, HandlerError, Invocation, LimitExceeded, Outcome, Runtime,
@@ -155,11 +156,36 @@ impl Runtime {
                 .and_then(|d| d.duration_since(SystemTime::UNIX_EPOCH).ok())
                 .map(|d| d.as_millis() as u64),
             headers: invocation.headers,
+            group: invocation.group.as_ref().map(|g| g.name.clone()),
+            members: invocation
+                .group
+                .map(|g| {
+                    g.members
+                        .into_iter()
+                        .map(|m| bindings::wasq::task::types::Member {
+                            id: m.id,
+                            task_type: m.task_type,
+                            payload: m.payload,
+                            headers: m.headers,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
         };
         let pre = &task_type.pre;
         let call = async {
-            let handler: Handler = pre.instantiate_async(&mut store).await?;
-            handler.call_handle(&mut store, &task).await
+            match pre {
+                Pre::Current(pre) => {
+                    let handler: Handler = pre.instantiate_async(&mut store).await?;
+                    handler.call_handle(&mut store, &task).await
+                }
+                Pre::V0_1(pre) => {
+                    let handler = pre.instantiate_async(&mut store).await?;
+                    let task = bindings::v0_1::task_from_current(&task);
+                    let result = handler.call_handle(&mut store, &task).await?;
+                    Ok(result.map_err(bindings::v0_1::into_current))
+                }
+            }
         };
         // The epoch callback stops guests that compute; this outer bound
         // stops guests that wait on the host (sleeps, I/O) past the deadline.
@@ -283,6 +309,10 @@ fn handler_error(error: TaskError) -> HandlerError {
         },
         TaskError::Revoke(message) => HandlerError::Revoke {
             message: sanitize(&message),
+        },
+        TaskError::RateLimited(limited) => HandlerError::RateLimited {
+            message: sanitize(&limited.message),
+            after: Duration::from_millis(limited.after_ms),
         },
     }
 }

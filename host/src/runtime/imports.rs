@@ -1,7 +1,9 @@
-//! The host side of the `wasq:task` imports: `log`, `enqueue`, `context`.
+//! The host side of the `wasq:task` imports: `log`, `enqueue`, `context`,
+//! for the current version and, through it, for 0.1.0.
 
 use std::time::Duration;
 
+use super::bindings::v0_1::wasq::task as v0_1;
 use super::bindings::wasq::task::{context, enqueue, log, types};
 use super::follow_ups::FollowUp;
 use super::guest_text::sanitize;
@@ -10,21 +12,35 @@ use super::sandbox::SandboxState;
 
 impl types::Host for SandboxState {}
 
-/// Defines `wasq:task/log.log` again over the bindings' version, taking the
-/// strings as the guest wrote them: a message or field that is not valid
-/// UTF-8 (only a guest that builds strings unsafely can send one) is logged
-/// as a note of its size instead of trapping, so the task keeps its real
-/// outcome.
+/// Defines `wasq:task/log.log` again over the bindings' version, for every
+/// `wasq:task` version the host runs, taking the strings as the guest wrote
+/// them: a message or field that is not valid UTF-8 (only a guest that
+/// builds strings unsafely can send one) is logged as a note of its size
+/// instead of trapping, so the task keeps its real outcome.
 pub(crate) fn add_lenient_log(
     linker: &mut wasmtime::component::Linker<SandboxState>,
 ) -> wasmtime::Result<()> {
-    use wasmtime::component::WasmStr;
-    type Params = (log::Level, WasmStr, Vec<(WasmStr, WasmStr)>);
     linker.allow_shadowing(true);
-    linker.instance("wasq:task/log@0.1.0")?.func_wrap(
+    lenient_log::<log::Level>(linker, "wasq:task/log@0.2.0", level)?;
+    lenient_log::<v0_1::log::Level>(linker, "wasq:task/log@0.1.0", |l| level(level_0_1(l)))?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
+/// `log` of the instance `instance`, whose level type is `L`.
+fn lenient_log<L>(
+    linker: &mut wasmtime::component::Linker<SandboxState>,
+    instance: &str,
+    to_level: fn(L) -> LogLevel,
+) -> wasmtime::Result<()>
+where
+    L: wasmtime::component::ComponentType + wasmtime::component::Lift + Send + Sync + 'static,
+{
+    use wasmtime::component::WasmStr;
+    linker.instance(instance)?.func_wrap(
         "log",
-        |mut store: wasmtime::StoreContextMut<'_, SandboxState>,
-         (level, message, fields): Params| {
+        move |mut store: wasmtime::StoreContextMut<'_, SandboxState>,
+              (level, message, fields): (L, WasmStr, Vec<(WasmStr, WasmStr)>)| {
             let text = |s: &WasmStr, store: &wasmtime::StoreContextMut<'_, SandboxState>| {
                 s.to_str(store).map(|t| t.into_owned()).unwrap_or_else(|_| {
                     "\u{fffd} (text that is not valid UTF-8, replaced by the host)".to_owned()
@@ -35,24 +51,40 @@ pub(crate) fn add_lenient_log(
                 .iter()
                 .map(|(k, v)| (text(k, &store), text(v, &store)))
                 .collect();
-            log::Host::log(store.data_mut(), level, message, fields);
+            store
+                .data_mut()
+                .journal
+                .log(to_level(level), LogSource::Log, message, fields);
             Ok(())
         },
     )?;
-    linker.allow_shadowing(false);
     Ok(())
+}
+
+fn level(level: log::Level) -> LogLevel {
+    match level {
+        log::Level::Trace => LogLevel::Trace,
+        log::Level::Debug => LogLevel::Debug,
+        log::Level::Info => LogLevel::Info,
+        log::Level::Warn => LogLevel::Warn,
+        log::Level::Error => LogLevel::Error,
+    }
+}
+
+fn level_0_1(level: v0_1::log::Level) -> log::Level {
+    match level {
+        v0_1::log::Level::Trace => log::Level::Trace,
+        v0_1::log::Level::Debug => log::Level::Debug,
+        v0_1::log::Level::Info => log::Level::Info,
+        v0_1::log::Level::Warn => log::Level::Warn,
+        v0_1::log::Level::Error => log::Level::Error,
+    }
 }
 
 impl log::Host for SandboxState {
     fn log(&mut self, level: log::Level, message: String, fields: Vec<(String, String)>) {
-        let level = match level {
-            log::Level::Trace => LogLevel::Trace,
-            log::Level::Debug => LogLevel::Debug,
-            log::Level::Info => LogLevel::Info,
-            log::Level::Warn => LogLevel::Warn,
-            log::Level::Error => LogLevel::Error,
-        };
-        self.journal.log(level, LogSource::Log, message, fields);
+        self.journal
+            .log(self::level(level), LogSource::Log, message, fields);
     }
 }
 
@@ -133,5 +165,50 @@ impl SandboxState {
             format!("denied by host: {message}"),
             Vec::new(),
         );
+    }
+}
+
+// wasq:task@0.1.0: the same imports, served by the current ones.
+
+impl v0_1::types::Host for SandboxState {}
+
+impl v0_1::log::Host for SandboxState {
+    fn log(&mut self, level: v0_1::log::Level, message: String, fields: Vec<(String, String)>) {
+        log::Host::log(self, level_0_1(level), message, fields);
+    }
+}
+
+impl v0_1::context::Host for SandboxState {
+    fn set_progress(&mut self, percent: u8) {
+        context::Host::set_progress(self, percent);
+    }
+
+    fn report_panic(&mut self, message: String) {
+        context::Host::report_panic(self, message);
+    }
+}
+
+impl v0_1::enqueue::Host for SandboxState {
+    fn enqueue(
+        &mut self,
+        task_type: String,
+        payload: Vec<u8>,
+        opts: v0_1::enqueue::Options,
+    ) -> Result<String, v0_1::enqueue::EnqueueError> {
+        let opts = enqueue::Options {
+            queue: opts.queue,
+            max_retry: opts.max_retry,
+            process_in_ms: opts.process_in_ms,
+            timeout_ms: opts.timeout_ms,
+            task_id: opts.task_id,
+            retention_ms: opts.retention_ms,
+            headers: opts.headers,
+        };
+        enqueue::Host::enqueue(self, task_type, payload, opts).map_err(|e| match e {
+            enqueue::EnqueueError::Denied(m) => v0_1::enqueue::EnqueueError::Denied(m),
+            enqueue::EnqueueError::Invalid(m) => v0_1::enqueue::EnqueueError::Invalid(m),
+            enqueue::EnqueueError::Conflict(m) => v0_1::enqueue::EnqueueError::Conflict(m),
+            enqueue::EnqueueError::Unavailable(m) => v0_1::enqueue::EnqueueError::Unavailable(m),
+        })
     }
 }

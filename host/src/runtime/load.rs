@@ -20,15 +20,28 @@ use super::sandbox::{GrantedDir, Grants, SandboxState};
 use crate::config::{Config, DirMode, Limits, TaskTypeConfig};
 use crate::units::ByteSize;
 
-/// The world handlers implement, as named in errors.
-pub const WORLD: &str = "wasq:task/handler@0.1.0";
+/// The world handlers implement, as named in errors (the current version).
+pub const WORLD: &str = "wasq:task/handler@0.2.0";
+
+/// The versions of the `wasq:task` package the host runs handlers of,
+/// newest first.
+pub const WORLD_VERSIONS: [&str; 2] = ["0.2.0", "0.1.0"];
 
 /// A task type ready to run.
 pub(crate) struct TaskType {
     pub info: TaskTypeInfo,
     pub grants: Arc<Grants>,
     pub http: Arc<HttpPolicy>,
-    pub pre: HandlerPre<SandboxState>,
+    pub pre: Pre,
+}
+
+/// A component prepared for instantiation, by the `wasq:task` version it
+/// was built against.
+pub(crate) enum Pre {
+    /// The current version.
+    Current(HandlerPre<SandboxState>),
+    /// 0.1.0.
+    V0_1(super::bindings::v0_1::HandlerPre<SandboxState>),
 }
 
 /// What was loaded for a task type.
@@ -45,6 +58,8 @@ pub struct TaskTypeInfo {
     /// What one sandbox of it takes: core instances, memories, tables and
     /// linear memory at start.
     pub footprint: Footprint,
+    /// The `wasq:task` version the module was built against (`"0.2.0"`).
+    pub world_version: String,
     /// Whether the compiled code came from the cache.
     pub cache: CacheStatus,
     /// Time to compile or load it.
@@ -137,11 +152,12 @@ pub(crate) fn task_type(
     let (component, status) = cache
         .load(engine, &module_hash, &bytes)
         .map_err(|e| at(format!("{} does not compile: {e:#}", module.display())))?;
-    let pre = prepare(linker, &component, engine).map_err(|message| RuntimeError::World {
-        task_type: name.to_owned(),
-        module: module.clone(),
-        message,
-    })?;
+    let (pre, world_version) =
+        prepare(linker, &component, engine).map_err(|message| RuntimeError::World {
+            task_type: name.to_owned(),
+            module: module.clone(),
+            message,
+        })?;
     let limits = config.limits_of(name).unwrap_or_default();
     let grants = grants(config, name, task)?;
     let http = HttpPolicy::of(config, name).map_err(|message| RuntimeError::Grant {
@@ -155,6 +171,7 @@ pub(crate) fn task_type(
             module_hash,
             module_size: bytes.len() as u64,
             footprint,
+            world_version,
             cache: status,
             load_time: started.elapsed(),
             limits,
@@ -182,12 +199,27 @@ fn check_header(bytes: &[u8]) -> Result<(), &'static str> {
     }
 }
 
-/// Checks that the component implements the world and prepares it.
+/// The `wasq:task` versions a component's imports name (`wasq:task/types@0.1.0`
+/// gives "0.1.0"), each once.
+fn imported_versions(component: &Component, engine: &Engine) -> Vec<String> {
+    let mut versions: Vec<String> = component
+        .component_type()
+        .imports(engine)
+        .filter_map(|(name, _)| name.strip_prefix("wasq:task/")?.split_once('@'))
+        .map(|(_, version)| version.to_owned())
+        .collect();
+    versions.sort();
+    versions.dedup();
+    versions
+}
+
+/// Checks that the component implements a world the host runs (the
+/// current one, or 0.1.0) and prepares it.
 fn prepare(
     linker: &Linker<SandboxState>,
     component: &Component,
     engine: &Engine,
-) -> Result<HandlerPre<SandboxState>, String> {
+) -> Result<(Pre, String), String> {
     let ty = component.component_type();
     match ty.get_export(engine, "handle").map(|e| e.ty) {
         Some(ComponentItem::ComponentFunc(_)) => {}
@@ -209,11 +241,39 @@ fn prepare(
             ));
         }
     }
+    let versions = imported_versions(component, engine);
+    let version = match versions.as_slice() {
+        // `handle` with no wasq:task import at all: the current world's
+        // type check below says what is wrong.
+        [] => WORLD_VERSIONS[0].to_owned(),
+        [one] if WORLD_VERSIONS.contains(&one.as_str()) => one.clone(),
+        [one] => {
+            return Err(format!(
+                "it was built against wasq:task@{one}, and this host runs handlers of \
+                 wasq:task@{} (rebuild it with this host's SDK, or run a wasq that knows \
+                 {one})",
+                WORLD_VERSIONS.join(" and @")
+            ));
+        }
+        several => {
+            return Err(format!(
+                "it imports several versions of wasq:task ({}); build it against one",
+                several.join(", ")
+            ));
+        }
+    };
+    let world = format!("wasq:task/handler@{version}");
     let pre = linker.instantiate_pre(component).map_err(|e| {
-        format!("its imports do not match what the host provides for {WORLD}: {e:#}")
+        format!("its imports do not match what the host provides for {world}: {e:#}")
     })?;
-    HandlerPre::new(pre)
-        .map_err(|e| format!("export `handle` does not have the type of {WORLD}: {e:#}"))
+    let pre = if version == "0.1.0" {
+        super::bindings::v0_1::HandlerPre::new(pre).map(Pre::V0_1)
+    } else {
+        HandlerPre::new(pre).map(Pre::Current)
+    };
+    let pre =
+        pre.map_err(|e| format!("export `handle` does not have the type of {world}: {e:#}"))?;
+    Ok((pre, version))
 }
 
 fn grants(config: &Config, name: &str, task: &TaskTypeConfig) -> Result<Grants, RuntimeError> {

@@ -159,8 +159,33 @@ pub struct Invocation {
     pub deadline: Option<SystemTime>,
     /// Headers.
     pub headers: Vec<(String, String)>,
+    /// For a task that aggregates a group: the group and its tasks.
+    pub group: Option<Group>,
     /// Cancels the run.
     pub cancel: Option<CancelToken>,
+}
+
+/// The group a task aggregates (Asynq's task groups), as its handler sees
+/// it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Group {
+    /// The group's name.
+    pub name: String,
+    /// Its tasks, oldest first.
+    pub members: Vec<Member>,
+}
+
+/// One task of a group.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Member {
+    /// Its id.
+    pub id: String,
+    /// Its task type.
+    pub task_type: String,
+    /// Its payload.
+    pub payload: Vec<u8>,
+    /// Its headers.
+    pub headers: Vec<(String, String)>,
 }
 
 impl Invocation {
@@ -176,6 +201,7 @@ impl Invocation {
             timeout: None,
             deadline: None,
             headers: Vec::new(),
+            group: None,
             cancel: None,
         }
     }
@@ -296,6 +322,10 @@ fn linker(engine: &Engine) -> wasmtime::Result<Linker<SandboxState>> {
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
     fs_limits::add_to_linker(&mut linker)?;
     Handler::add_to_linker::<SandboxState, HasSelf<SandboxState>>(&mut linker, |s| s)?;
+    bindings::v0_1::Handler::add_to_linker::<SandboxState, HasSelf<SandboxState>>(
+        &mut linker,
+        |s| s,
+    )?;
     imports::add_lenient_log(&mut linker)?;
     Ok(linker)
 }

@@ -104,6 +104,15 @@ pub enum HandlerError {
         /// The message.
         message: String,
     },
+    /// Run the task again after `after`, without using up a retry: what it
+    /// depends on said "not now".
+    RateLimited {
+        /// The message.
+        message: String,
+        /// How long to wait.
+        #[serde(serialize_with = "millis")]
+        after: Duration,
+    },
 }
 
 /// Why the host stopped a sandbox.
@@ -175,8 +184,9 @@ pub enum Action {
     /// Delete the task.
     Drop,
     /// Run the task again after `delay` without counting a retry: it did
-    /// not fail, the host could not run it ([`Failure::HostResources`]).
-    /// Never archives, whatever the retries left.
+    /// not fail, the host could not run it ([`Failure::HostResources`]), or
+    /// its handler was rate limited ([`HandlerError::RateLimited`]). Never
+    /// archives, whatever the retries left.
     Requeue {
         /// How long to wait first.
         delay: Duration,
@@ -202,6 +212,9 @@ impl Failure {
             Failure::Handler {
                 error: HandlerError::Revoke { .. },
             } => Action::Drop,
+            Failure::Handler {
+                error: HandlerError::RateLimited { after, .. },
+            } => Action::Requeue { delay: *after },
             Failure::Trap { .. } | Failure::Host { .. } => Action::Retry { delay: None },
             Failure::Limit { .. } => Action::Archive,
             Failure::HostResources { .. } => Action::Requeue {
@@ -211,7 +224,7 @@ impl Failure {
     }
 
     /// A short name of the failure's cause, for metrics and listings:
-    /// `retry`, `skip_retry`, `revoke`, `out_of_fuel`, `memory_limit`,
+    /// `retry`, `skip_retry`, `revoke`, `rate_limited`, `out_of_fuel`, `memory_limit`,
     /// `timeout`, `cancelled`, `panic`, `stack_overflow`, `exit`, `trap`,
     /// `payload_too_large`, `result_too_large`, `host` or `host_resources`.
     pub fn cause_name(&self) -> &'static str {
@@ -220,6 +233,7 @@ impl Failure {
                 HandlerError::Retry { .. } => "retry",
                 HandlerError::SkipRetry { .. } => "skip_retry",
                 HandlerError::Revoke { .. } => "revoke",
+                HandlerError::RateLimited { .. } => "rate_limited",
             },
             Failure::Trap { cause } => match cause {
                 TrapCause::OutOfFuel => "out_of_fuel",
@@ -263,6 +277,11 @@ impl fmt::Display for Failure {
                 HandlerError::Revoke { message } => {
                     write!(f, "handler revoked the task: {message}")
                 }
+                HandlerError::RateLimited { message, after } => write!(
+                    f,
+                    "rate limited (runs again in {}, no retry used): {message}",
+                    humantime::format_duration(*after)
+                ),
             },
             Failure::Trap { cause } => match cause {
                 TrapCause::OutOfFuel => f.write_str("trap: out of fuel"),
@@ -303,6 +322,11 @@ fn bytes_as_text<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::E
         Ok(text) => s.serialize_str(text),
         Err(_) => s.serialize_bytes(bytes),
     }
+}
+
+/// A duration as whole milliseconds.
+fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_millis() as u64)
 }
 
 mod opt_millis {

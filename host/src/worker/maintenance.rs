@@ -1,7 +1,8 @@
 //! Background upkeep on the worker's runtime: heartbeats that extend the
 //! leases of running tasks and register the server, forwarding due
-//! scheduled and retry tasks, recovering tasks whose worker died, and
-//! deleting completed tasks past their retention.
+//! scheduled and retry tasks, recovering tasks whose worker died,
+//! aggregating due task groups, and deleting completed tasks past their
+//! retention.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -315,7 +316,8 @@ async fn upkeep(shared: &Shared) -> Result<(), BrokerError> {
             }
             shared.broker.expire_completed(keys).await?;
             shared.broker.trim_archive(keys, &queue.archive).await?;
-            recover(shared, keys).await
+            recover(shared, keys).await?;
+            super::groups::aggregate(shared, queue).await
         };
         if let Err(e) = steps.await {
             tracing::debug!(queue = keys.name(), "queue upkeep failed: {e}");

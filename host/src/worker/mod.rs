@@ -20,6 +20,7 @@
 mod ack;
 mod dispatch;
 mod follow_ups;
+mod groups;
 mod maintenance;
 mod metrics;
 mod process;
@@ -35,7 +36,7 @@ use serde::Serialize;
 use tokio::sync::{Notify, Semaphore, mpsc};
 
 use crate::backoff::Backoff;
-use crate::broker::{ArchiveLimits, Broker, BrokerError, QueueKeys, QueueLimits};
+use crate::broker::{ArchiveLimits, Broker, BrokerError, GroupRules, QueueKeys, QueueLimits};
 use crate::config::{Config, RetryDelay, WorkerConfig};
 use crate::runtime::{CancelToken, Runtime};
 
@@ -100,8 +101,9 @@ pub enum Disposition {
     Archived,
     /// Revoked by its handler and deleted.
     Dropped,
-    /// Given back: to pending at shutdown, or to run again shortly when
-    /// the host could not run it (`host_resources`), without using a retry.
+    /// Given back without using a retry: to pending at shutdown, or to run
+    /// again later when the host could not run it (`host_resources`) or the
+    /// handler was rate limited.
     Requeued,
     /// The lease was lost (another worker recovered it); nothing written.
     LeaseLost,
@@ -130,6 +132,11 @@ pub(crate) struct QueueState {
     /// Until when a limit holds the queue's claims back, as milliseconds
     /// since [`CLOCK`]; no claim is tried before then.
     pub held_until: AtomicU64,
+    /// When the queue's task groups are aggregated.
+    pub groups: GroupRules,
+    /// The type of the task that aggregates a group (default: the type of
+    /// its oldest task).
+    pub group_task_type: Option<String>,
 }
 
 /// How long a queue whose `max_running` is reached waits before claiming
@@ -358,7 +365,13 @@ impl Worker {
         let settings = config.worker.clone();
         let server_id = uuid::Uuid::new_v4().to_string();
         let broker = broker.with_owner(&server_id);
-        type QueueSettings = (u32, Option<usize>, ArchiveLimits, QueueLimits);
+        type QueueSettings = (
+            u32,
+            Option<usize>,
+            ArchiveLimits,
+            QueueLimits,
+            (GroupRules, Option<String>),
+        );
         let mut queue_configs: BTreeMap<String, QueueSettings> = config
             .queues
             .iter()
@@ -378,6 +391,14 @@ impl Worker {
                             burst: q.burst.unwrap_or(1),
                             max_running: q.max_running,
                         },
+                        (
+                            GroupRules {
+                                grace: q.group_grace.map_or(GroupRules::default().grace, |g| g.0),
+                                max_delay: q.group_max_delay.map(|d| d.0),
+                                max_size: q.group_max_size,
+                            },
+                            q.group_task_type.clone(),
+                        ),
                     ),
                 )
             })
@@ -385,31 +406,41 @@ impl Worker {
         if queue_configs.is_empty() {
             queue_configs.insert(
                 crate::task::DEFAULT_QUEUE.to_owned(),
-                (1, None, ArchiveLimits::default(), QueueLimits::default()),
+                (
+                    1,
+                    None,
+                    ArchiveLimits::default(),
+                    QueueLimits::default(),
+                    (GroupRules::default(), None),
+                ),
             );
         }
         let mut inboxes = Vec::new();
         let queues = queue_configs
             .into_iter()
-            .map(|(name, (priority, cap, archive, limits))| {
-                let (acker, inbox) = ack::channel();
-                inboxes.push(inbox);
-                let cap = cap
-                    .unwrap_or(settings.concurrency)
-                    .min(settings.concurrency);
-                Arc::new(QueueState {
-                    acker,
-                    keys: QueueKeys::new(&name),
-                    priority: priority.max(1),
-                    slots: Arc::new(Semaphore::new(cap)),
-                    cap,
-                    archive,
-                    hint: Default::default(),
-                    empty_at: AtomicU64::new(0),
-                    limits,
-                    held_until: AtomicU64::new(0),
-                })
-            })
+            .map(
+                |(name, (priority, cap, archive, limits, (groups, group_task_type)))| {
+                    let (acker, inbox) = ack::channel();
+                    inboxes.push(inbox);
+                    let cap = cap
+                        .unwrap_or(settings.concurrency)
+                        .min(settings.concurrency);
+                    Arc::new(QueueState {
+                        acker,
+                        keys: QueueKeys::new(&name),
+                        priority: priority.max(1),
+                        slots: Arc::new(Semaphore::new(cap)),
+                        cap,
+                        archive,
+                        hint: Default::default(),
+                        empty_at: AtomicU64::new(0),
+                        limits,
+                        held_until: AtomicU64::new(0),
+                        groups,
+                        group_task_type,
+                    })
+                },
+            )
             .collect();
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         let sandbox_threads = tokio::runtime::Builder::new_multi_thread()

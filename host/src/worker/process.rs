@@ -152,6 +152,7 @@ async fn process(
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
+        group: group_of(&msg),
         cancel: Some(cancel),
     };
     let runtime = shared.runtime.clone();
@@ -462,6 +463,28 @@ pub(crate) fn misfiled(queue: &QueueKeys, id: &str, msg: &TaskMessage) -> Option
         ));
     }
     None
+}
+
+/// The group a task aggregates: its [`crate::proto::GROUP_HEADER`] names one and its
+/// payload is the group's [`crate::proto::TaskGroup`]. Anything else is a task like any
+/// other.
+fn group_of(msg: &TaskMessage) -> Option<crate::runtime::Group> {
+    use prost::Message as _;
+    msg.headers.get(crate::proto::GROUP_HEADER)?;
+    let group = crate::proto::TaskGroup::decode(msg.payload.as_slice()).ok()?;
+    Some(crate::runtime::Group {
+        name: group.group,
+        members: group
+            .tasks
+            .into_iter()
+            .map(|t| crate::runtime::Member {
+                id: t.id,
+                task_type: t.r#type,
+                payload: t.payload,
+                headers: t.headers.into_iter().collect(),
+            })
+            .collect(),
+    })
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 // tests/e2e/js.rs checks that the host classifies each exactly as it does
 // for Rust. StarlingMonkey gives JS no file API, so there is no file mode.
 
-import { defineHandler, enqueue, EnqueueError, log, Retry, Revoke, SkipRetry } from 'wasq-guest';
+import { defineHandler, enqueue, EnqueueError, log, RateLimited, Retry, Revoke, SkipRetry } from 'wasq-guest';
 
 function fail(depth) {
   if (depth > 0) return fail(depth - 1);
@@ -11,6 +11,13 @@ function fail(depth) {
 }
 
 export const handle = defineHandler((task) => {
+  if (task.group !== undefined) {
+    // A task that aggregates a group answers with its group and members.
+    return {
+      group: task.group,
+      members: task.members.map((m) => ({ id: m.id, type: m.taskType, payload: m.text() })),
+    };
+  }
   const req = task.json();
   switch (req.do) {
     case 'ok':
@@ -31,6 +38,8 @@ export const handle = defineHandler((task) => {
       throw new Retry('try again later', { after: 1500 });
     case 'revoke':
       throw new Revoke('nobody wants this');
+    case 'rate-limited':
+      throw new RateLimited(req.ms, 'the API said 429');
     case 'throw':
       fail(3);
       return 'unreachable';

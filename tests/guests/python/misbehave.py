@@ -1,10 +1,15 @@
 """A Python guest written to misbehave, one way per payload `do`."""
 
-from wasq_guest import EnqueueError, SkipRetry, enqueue, handler
+from wasq_guest import EnqueueError, RateLimited, SkipRetry, enqueue, handler
 
 
 @handler
 def misbehave(task):
+    if task.group is not None:
+        # A task that aggregates a group answers with its group and members.
+        return {"group": task.group,
+                "members": [{"id": m.id, "type": m.task_type, "payload": m.payload.decode()}
+                            for m in task.members]}
     request = task.json()
     what = request.get("do")
     if what == "ok":
@@ -31,6 +36,8 @@ def misbehave(task):
             return enqueue(request["type"], request.get("payload", {}), queue=request["queue"])
         except EnqueueError as error:
             raise SkipRetry(f"{error} (kind {error.kind})")
+    if what == "rate-limited":
+        raise RateLimited(request["ms"] / 1000, "the API said 429")
     raise SkipRetry(f"unknown do: {what!r}")
 
 

@@ -22,7 +22,7 @@ use anyhow::{Context as _, bail};
 pub const WIT: &str = include_str!("../../../../wit/wasq.wit");
 
 /// The world every handler implements.
-pub const WORLD: &str = "wasq:task/handler@0.1.0";
+pub const WORLD: &str = wasq::runtime::WORLD;
 
 /// Arguments of `wasq build`.
 #[derive(Debug, clap::Args)]

@@ -42,6 +42,23 @@ struct Request {
 static CALLS: AtomicU64 = AtomicU64::new(0);
 
 fn misbehave(task: Task) -> Result<Vec<u8>, TaskError> {
+    // A task that aggregates a group answers with its group and members.
+    if let Some(group) = task.group() {
+        let members: Vec<serde_json::Value> = task
+            .members()
+            .iter()
+            .map(|m| {
+                serde_json::json!({
+                    "id": m.id(),
+                    "type": m.task_type(),
+                    "payload": String::from_utf8_lossy(m.payload()),
+                })
+            })
+            .collect();
+        return Ok(serde_json::json!({ "group": group, "members": members })
+            .to_string()
+            .into_bytes());
+    }
     let req: Request = task.json()?;
     match req.mode.as_str() {
         "ok" => Ok(task.payload().to_vec()),
@@ -232,6 +249,8 @@ fn misbehave(task: Task) -> Result<Vec<u8>, TaskError> {
             Ok(b"logged".to_vec())
         }
         "retry-later" => Err(TaskError::retry("try again later").after(Duration::from_secs(42))),
+        "rate-limited" => Err(TaskError::rate_limited(Duration::from_millis(req.ms))
+            .with_message("the API said 429")),
         "revoke" => Err(TaskError::revoke("not wanted")),
         // Handles, disk and links (the fs_limits tests).
         "open-many" => {
