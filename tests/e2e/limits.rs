@@ -48,7 +48,12 @@ fn busiest_window(times: &[i64], window: i64) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rate_holds_in_every_second_across_three_workers() {
     let q = unique_queue("rate");
-    let config = config(&[], &format!("\n[queues.{q:?}]\nrate = \"50/s\"\n"));
+    // A burst of 5 lets a worker that claims a little late (a busy
+    // machine) catch up, so the whole run keeps the rate's pace.
+    let config = config(
+        &[],
+        &format!("\n[queues.{q:?}]\nrate = \"50/s\"\nburst = 5\n"),
+    );
     let ids = fill(
         &q,
         1000,
@@ -103,11 +108,12 @@ async fn a_rate_holds_in_every_second_across_three_workers() {
         .collect();
     ran.sort_unstable();
 
-    // At most 50 starts in any 1 s window, plus the burst of 1, by the
+    // At most 50 starts in any 1 s window, plus the burst of 5, by the
     // limiter's clock.
     let busiest = busiest_window(&claimed, 1000);
-    assert!(busiest <= 51, "{busiest} starts in one second");
-    // The whole run is paced by the rate: 999 gaps of 20 ms, within 10 %.
+    assert!(busiest <= 55, "{busiest} starts in one second");
+    // The whole run is paced by the rate: 995 starts after the burst, 20 ms
+    // apart, within 10 % of 20 s.
     let span = (claimed[999] - claimed[0]) as f64 / 1000.0;
     assert!((18.0..=22.0).contains(&span), "the run took {span:.2}s");
     let span = (ran[999] - ran[0]) as f64 / 1000.0;
@@ -128,7 +134,7 @@ async fn a_rate_holds_in_every_second_across_three_workers() {
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["limits"]["rate"], "50/s", "{out}");
-    assert_eq!(v["limits"]["burst"], 1);
+    assert_eq!(v["limits"]["burst"], 5);
     assert!(v["limits"]["deferred_rate"].as_u64().unwrap() > 0, "{out}");
 }
 

@@ -7,7 +7,13 @@
 //!   │  └────────── forward ◄── scheduled   └─fail─► archived
 //!   └─ (process_at) ──────────────► scheduled        └ requeue (shutdown) ─► pending
 //!                                      abandoned lease ──recover (fail with guard)──► retry | archived
+//! add_to_group ──► aggregating (g:<group>) ──take──► aggregation set ──finish──► one pending task
+//!                          ▲                                │
+//!                          └──────── reclaim (abandoned) ◄──┘
 //! ```
+//!
+//! A claim is also where a queue's limits (rate, `max_running`) are
+//! decided: `claim_step.lua` takes only as many tasks as they allow.
 //!
 //! Each arrow is one Lua script run atomically on the queue's node. Scripts
 //! that act on tasks found by a scan (claim, forward, expire) take ids the

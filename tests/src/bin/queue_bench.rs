@@ -963,7 +963,7 @@ fn calls(
 /// The queue the limits benchmark drains.
 const LIMITS_QUEUE: &str = "bench-limits";
 /// Drains per configuration in the limits benchmark.
-const LIMITS_ROUNDS: usize = 4;
+const LIMITS_ROUNDS: usize = 6;
 
 /// What the queue limits cost: `tasks` no-op tasks drained through the
 /// sandbox by one `wasq worker` (concurrency CALLERS) from one queue, with
@@ -1030,7 +1030,23 @@ async fn limits(
         }
         rates[which].push(tasks as f64 / started.elapsed().as_secs_f64());
         stop(&mut worker.0);
+        // The limits were checked on every claim and never held one back.
+        let status = broker.limit_status(LIMITS_QUEUE).await?;
+        if which == 1 {
+            assert!(
+                status.rate.as_deref() == Some("10000000/s")
+                    && status.max_running == Some(100_000)
+                    && status.deferred_rate == 0
+                    && status.deferred_running == 0,
+                "the limited drain ran without its limits, or they bound: {status:?}"
+            );
+        }
     }
+    let bucket: Option<String> = broker
+        .conn()
+        .hget(QueueKeys::new(LIMITS_QUEUE).limit(), "at")
+        .await?;
+    assert!(bucket.is_some(), "no claim went through the rate's bucket");
     let median = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
         (v[(v.len() - 1) / 2] + v[v.len() / 2]) / 2.0
@@ -1057,7 +1073,102 @@ async fn limits(
         100.0 * cost,
         if cost <= 0.10 { "met" } else { "NOT met" }
     );
+
+    // The claims alone, without a worker or a sandbox: one client claims
+    // 64 tasks at a time and acknowledges them, as a worker's dispatcher
+    // and acker do, with and without the limits, alternating. Redis's own
+    // time in the scripts (INFO commandstats, usec of EVALSHA and EVAL on
+    // every master) moves much less with the machine's load than wall time.
+    let keys = QueueKeys::new(LIMITS_QUEUE);
+    let never_binding = wasq::broker::QueueLimits {
+        rate: Some("10000000/s".parse()?),
+        burst: 100_000,
+        max_running: Some(100_000),
+    };
+    let mut claim_rates: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    let mut script_us: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    for round in 0..2 * LIMITS_ROUNDS {
+        let which = round % 2;
+        let limits = if which == 0 {
+            wasq::broker::QueueLimits::default()
+        } else {
+            never_binding
+        };
+        enqueue_batched(client, LIMITS_QUEUE, tasks).await?;
+        broker.resume(LIMITS_QUEUE).await?;
+        for n in &cluster.nodes {
+            n.cli(&["CONFIG", "RESETSTAT"]);
+        }
+        let expiry = wasq::broker::now_secs() + 600;
+        let mut hint = Vec::new();
+        let mut claimed = 0;
+        let started = Instant::now();
+        loop {
+            let claim = broker
+                .claim_within(&keys, 64, expiry, &mut hint, &limits)
+                .await?;
+            assert!(claim.held.is_none(), "a never-binding limit held a claim");
+            if claim.tasks.is_empty() && hint.is_empty() {
+                break;
+            }
+            let done: Vec<(String, i64)> =
+                claim.tasks.iter().map(|t| (t.id.clone(), expiry)).collect();
+            claimed += done.len();
+            broker.finish_many(&keys, &done).await?;
+        }
+        let secs = started.elapsed().as_secs_f64();
+        assert_eq!(claimed, tasks, "the claim loop lost tasks");
+        claim_rates[which].push(tasks as f64 / secs);
+        script_us[which].push(scripts_usec(cluster) / tasks as f64);
+    }
+    println!(
+        "claims alone (claim 64 + acknowledge, one client), without limits: {} tasks/s; \
+         Redis script time {} µs per task",
+        each(&claim_rates[0]),
+        each_f(&script_us[0])
+    );
+    println!(
+        "claims alone, with limits that never bind: {} tasks/s; Redis script time {} µs per task",
+        each(&claim_rates[1]),
+        each_f(&script_us[1])
+    );
+    let (plain, limited) = (median(&mut claim_rates[0]), median(&mut claim_rates[1]));
+    let (plain_us, limited_us) = (median(&mut script_us[0]), median(&mut script_us[1]));
+    println!(
+        "medians {plain:.0} vs {limited:.0} claimed tasks/s ({:.1} % fewer); Redis script time \
+         {plain_us:.2} vs {limited_us:.2} µs per task ({:.1} % more)",
+        100.0 * (1.0 - limited / plain),
+        100.0 * (limited_us / plain_us - 1.0)
+    );
     Ok(())
+}
+
+fn each_f(v: &[f64]) -> String {
+    v.iter()
+        .map(|r| format!("{r:.2}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Microseconds the masters spent in EVALSHA and EVAL since their stats
+/// were reset.
+fn scripts_usec(cluster: &RedisCluster) -> f64 {
+    cluster
+        .nodes
+        .iter()
+        .filter(|n| n.cli(&["ROLE"]).starts_with("master"))
+        .flat_map(|n| {
+            n.cli(&["INFO", "commandstats"])
+                .lines()
+                .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+                .filter_map(|l| {
+                    l.split(',')
+                        .find_map(|f| f.strip_prefix("usec="))
+                        .and_then(|v| v.parse::<f64>().ok())
+                })
+                .collect::<Vec<_>>()
+        })
+        .sum()
 }
 
 async fn processed(broker: &Broker, queue: &str) -> u64 {

@@ -128,15 +128,16 @@ local function claim_step(pending, paused, active, lease, keys, ids, expiry, own
   if #taken > 0 then
     local moved = {}
     local scores = {}
+    -- Under a rate, when the limiter let the tasks start (ms, Redis's
+    -- clock): the record that the rate held. The same for the whole claim.
+    local claimed_at = now and string.format("%.0f", math.floor(now / 1000))
     for _, i in ipairs(taken) do
       moved[#moved + 1] = ids[i]
       scores[#scores + 1] = expiry
       scores[#scores + 1] = ids[i]
-      if now then
-        -- Under a rate, when the limiter let the task start (ms, Redis's
-        -- clock): the record that the rate held.
+      if claimed_at then
         redis.call("HSET", keys[i], "state", "active", "lease_owner", owner,
-          "claimed_at", string.format("%.0f", math.floor(now / 1000)))
+          "claimed_at", claimed_at)
       else
         redis.call("HSET", keys[i], "state", "active", "lease_owner", owner)
       end
