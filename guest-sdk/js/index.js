@@ -108,11 +108,17 @@ export class Member {
 
   /** The payload parsed as JSON; one that does not parse is a `SkipRetry`. */
   json() {
-    try {
-      return JSON.parse(this.text());
-    } catch (error) {
-      throw new SkipRetry(`payload of group member ${this.id} (${this.taskType}) is not the expected JSON: ${error.message}`);
-    }
+    return parseJson(this.text(), `group member ${this.id} (${this.taskType})`);
+  }
+}
+
+// A payload's text parsed as JSON; text that does not parse is a
+// `SkipRetry` (the same bytes would fail again) naming what it belongs to.
+function parseJson(text, what) {
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw new SkipRetry(`payload of ${what} is not the expected JSON: ${error.message}`);
   }
 }
 
@@ -149,11 +155,7 @@ export class Task {
   /** The payload parsed as JSON. A payload that does not parse is a
    * `SkipRetry`: the same bytes would fail again. */
   json() {
-    try {
-      return JSON.parse(this.text());
-    } catch (error) {
-      throw new SkipRetry(`payload of ${this.taskType} is not the expected JSON: ${error.message}`);
-    }
+    return parseJson(this.text(), this.taskType);
   }
 }
 

@@ -14,6 +14,15 @@ from ._errors import EnqueueError, SkipRetry
 Duration = Union[None, int, float, timedelta]
 
 
+def _parse_json(payload: bytes, what: str):
+    """``payload`` decoded as JSON; raises :class:`SkipRetry` naming ``what``
+    it belongs to when it does not decode (the same bytes would fail again)."""
+    try:
+        return _json.loads(payload)
+    except ValueError as error:
+        raise SkipRetry(f"payload of {what} is not the expected JSON: {error}") from None
+
+
 class Member:
     """One task of an aggregated group: ``id``, ``task_type``, ``payload``
     (bytes) and ``headers`` (a dict)."""
@@ -29,12 +38,7 @@ class Member:
 
     def json(self):
         """Decodes the payload as JSON; raises :class:`SkipRetry` if it does not."""
-        try:
-            return _json.loads(self.payload)
-        except ValueError as error:
-            raise SkipRetry(
-                f"payload of group member {self.id} ({self.task_type}) is not the "
-                f"expected JSON: {error}") from None
+        return _parse_json(self.payload, f"group member {self.id} ({self.task_type})")
 
     def __repr__(self):
         return f"Member(task_type={self.task_type!r}, id={self.id!r})"
@@ -81,11 +85,7 @@ class Task:
         A payload that does not decode raises :class:`SkipRetry`: the same
         bytes would fail again, so the task is archived at once.
         """
-        try:
-            return _json.loads(self.payload)
-        except ValueError as error:
-            raise SkipRetry(
-                f"payload of {self.task_type} is not the expected JSON: {error}") from None
+        return _parse_json(self.payload, self.task_type)
 
     def __repr__(self):
         return f"Task(task_type={self.task_type!r}, id={self.id!r}, queue={self.queue!r})"

@@ -112,12 +112,7 @@ impl Task {
     /// assert!(bad.json::<Hook>().unwrap_err().message().contains("missing field `data`"));
     /// ```
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, TaskError> {
-        serde_json::from_slice(&self.raw.payload).map_err(|error| {
-            TaskError::skip_retry(format!(
-                "payload of {} is not the expected JSON: {error}",
-                self.raw.task_type
-            ))
-        })
+        parse_json(&self.raw.payload, || self.raw.task_type.clone())
     }
 
     /// How many times this task was retried before this attempt.
@@ -137,11 +132,7 @@ impl Task {
 
     /// A header set by the enqueuer.
     pub fn header(&self, key: &str) -> Option<&str> {
-        self.raw
-            .headers
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        find_header(&self.raw.headers, key)
     }
 
     /// All headers.
@@ -190,22 +181,37 @@ impl Member {
     /// Its payload parsed as JSON; a payload that does not parse is a
     /// [`TaskError::skip_retry`], as for [`Task::json`].
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, TaskError> {
-        serde_json::from_slice(&self.raw.payload).map_err(|error| {
-            TaskError::skip_retry(format!(
-                "payload of group member {} ({}) is not the expected JSON: {error}",
-                self.raw.id, self.raw.task_type
-            ))
+        parse_json(&self.raw.payload, || {
+            format!("group member {} ({})", self.raw.id, self.raw.task_type)
         })
     }
 
     /// A header set by its enqueuer.
     pub fn header(&self, key: &str) -> Option<&str> {
-        self.raw
-            .headers
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        find_header(&self.raw.headers, key)
     }
+}
+
+/// A payload decoded as JSON; one that does not decode is a
+/// [`TaskError::skip_retry`] naming `what` it belongs to.
+fn parse_json<T: DeserializeOwned>(
+    payload: &[u8],
+    what: impl FnOnce() -> String,
+) -> Result<T, TaskError> {
+    serde_json::from_slice(payload).map_err(|error| {
+        TaskError::skip_retry(format!(
+            "payload of {} is not the expected JSON: {error}",
+            what()
+        ))
+    })
+}
+
+/// The value of the first header called `key`.
+fn find_header<'a>(headers: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
 }
 
 /// Options of a follow-up task for [`enqueue`].
