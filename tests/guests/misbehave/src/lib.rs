@@ -249,8 +249,10 @@ fn misbehave(task: Task) -> Result<Vec<u8>, TaskError> {
             Ok(b"logged".to_vec())
         }
         "retry-later" => Err(TaskError::retry("try again later").after(Duration::from_secs(42))),
-        "rate-limited" => Err(TaskError::rate_limited(Duration::from_millis(req.ms))
-            .with_message("the API said 429")),
+        "rate-limited" => {
+            Err(TaskError::rate_limited(Duration::from_millis(req.ms))
+                .with_message("the API said 429"))
+        }
         "revoke" => Err(TaskError::revoke("not wanted")),
         // Handles, disk and links (the fs_limits tests).
         "open-many" => {
