@@ -12,6 +12,8 @@
 //! - [`config`]: `wasq.toml`, with errors that name file, line and key.
 //! - [`runtime`]: the sandbox: engine, module cache, per-task execution,
 //!   classified outcomes, benchmarks.
+//! - [`registry`]: handler modules stored in Redis by hash, each task
+//!   type's current version and history (`wasq module push`).
 //! - [`worker`]: pulls tasks under per-queue concurrency and priority,
 //!   runs them in the sandbox, acknowledges, retries or archives them.
 //! - Leaf types, which import nothing of wasq's: [`backoff`] (the retry
@@ -21,7 +23,7 @@
 //!   Redis), [`proto`] (Asynq's protobuf messages), [`http_grant`] (the
 //!   outbound HTTP allow-list).
 //!
-//! Data flows one way: `cli` → [`worker`] → {[`broker`], [`runtime`]} →
+//! Data flows one way: `cli` → [`worker`] → {[`registry`] → [`broker`], [`runtime`]} →
 //! leaf types; [`client`] → [`broker`]; [`config`] → leaf types.
 //! `scripts/modgraph` prints the graph and fails on a cycle.
 //!
@@ -44,6 +46,8 @@ pub mod keys;
 pub mod names;
 pub mod proto;
 pub mod redis_config;
+#[cfg(feature = "runtime")]
+pub mod registry;
 #[cfg(feature = "runtime")]
 pub mod runtime;
 pub mod schedule;

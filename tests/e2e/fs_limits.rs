@@ -102,6 +102,7 @@ dirs = [{grant}]
     assert_eq!(
         runtime
             .task_types()
+            .into_iter()
             .find(|t| t.name == "hog")
             .unwrap()
             .limits

@@ -121,6 +121,7 @@ async fn a_late_acknowledgement_never_takes_another_workers_lease() {
             &lost,
             FailTo::Retry { at: now - 1 },
             LeaseHolder::ExpiredBy { by: expiry_a + 60 },
+            "",
         )
         .await
         .unwrap(),

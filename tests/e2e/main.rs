@@ -23,6 +23,7 @@ mod periodic;
 mod priority;
 mod python;
 mod recovery;
+mod registry;
 mod sandbox;
 mod startup;
 mod support;

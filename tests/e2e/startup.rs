@@ -163,7 +163,7 @@ fn compiled_modules_are_cached_across_restarts() {
     let load = || {
         let config = wasq::config::Config::load(&path).unwrap();
         let runtime = wasq::runtime::Runtime::load(&config).unwrap();
-        runtime.task_types().next().unwrap().cache
+        runtime.task_types().into_iter().next().unwrap().cache
     };
     assert_eq!(load(), CacheStatus::Compiled);
     assert_eq!(load(), CacheStatus::Hit);
@@ -202,6 +202,7 @@ fn cache_statuses(path: &Path) -> Vec<(String, CacheStatus)> {
     let runtime = wasq::runtime::Runtime::load(&config).unwrap();
     runtime
         .task_types()
+        .into_iter()
         .map(|t| (t.name.clone(), t.cache))
         .collect()
 }

@@ -51,6 +51,9 @@ pub struct StoredTask {
     pub headers: HashMap<String, String>,
     /// The `msg` field is missing or not a TaskMessage.
     pub invalid_msg: bool,
+    /// SHA-256 of the module version its last run ran on (completed,
+    /// retried, archived or requeued by a worker).
+    pub module: Option<String>,
 }
 
 /// Processed and failed counts of one day.
@@ -145,10 +148,11 @@ impl Broker {
             Option<String>,
             Option<Vec<u8>>,
             Option<String>,
+            Option<String>,
         );
-        let (msg, state, result, owner): Fields = redis::cmd("HMGET")
+        let (msg, state, result, owner, module): Fields = redis::cmd("HMGET")
             .arg(q.task(id))
-            .arg(&["msg", "state", "result", "lease_owner"])
+            .arg(&["msg", "state", "result", "lease_owner", "module"])
             .query_async(&mut conn)
             .await?;
         let Some(state) = state else {
@@ -191,6 +195,7 @@ impl Broker {
             lease_owner: owner,
             headers: m.headers,
             invalid_msg,
+            module,
         }))
     }
 

@@ -71,12 +71,21 @@ struct Failed<'a> {
     invalid: Option<&'a str>,
     /// Count it in the processed and failed counters (it failed).
     counted: bool,
+    /// The module version it ran on ("" for none).
+    module: &'a str,
 }
 
 impl Broker {
     /// A task finished well: delete it, or keep it as completed until
     /// `now + retention` with its `result`. False when the lease was lost.
-    pub async fn finish(&self, msg: &TaskMessage, result: &[u8]) -> Result<bool, BrokerError> {
+    /// `module` is the SHA-256 of the module version it ran on, kept in the
+    /// hash's `module` field with the task ("" for none).
+    pub async fn finish(
+        &self,
+        msg: &TaskMessage,
+        result: &[u8],
+        module: &str,
+    ) -> Result<bool, BrokerError> {
         let q = QueueKeys::new(&msg.queue);
         let now = now_secs();
         let mut inv = scripts::FINISH.prepare_invoke();
@@ -99,7 +108,7 @@ impl Broker {
         } else {
             inv.arg(0).arg("").arg("");
         }
-        inv.arg(stats_expiry()).arg(&*self.owner);
+        inv.arg(stats_expiry()).arg(&*self.owner).arg(module);
         let mut conn = self.conn.clone();
         let done: i64 = inv.invoke_async(&mut conn).await?;
         Ok(done == 1)
@@ -188,7 +197,7 @@ impl Broker {
     /// ```no_run
     /// # use wasq::broker::{Broker, FailTo, LeaseHolder};
     /// # async fn f(broker: Broker, msg: wasq::proto::TaskMessage) -> Result<(), wasq::broker::BrokerError> {
-    /// broker.fail(&msg, FailTo::Archive, LeaseHolder::ThisWorker).await?;
+    /// broker.fail(&msg, FailTo::Archive, LeaseHolder::ThisWorker, "").await?;
     /// # Ok(()) }
     /// ```
     pub async fn fail(
@@ -196,6 +205,7 @@ impl Broker {
         msg: &TaskMessage,
         to: FailTo,
         holder: LeaseHolder,
+        module: &str,
     ) -> Result<bool, BrokerError> {
         let queue = QueueKeys::new(&msg.queue);
         let (archive, score) = match to {
@@ -208,6 +218,7 @@ impl Broker {
             holder,
             invalid: None,
             counted: true,
+            module,
         };
         self.move_failed(&queue, &msg.id, &msg.encode_to_vec(), failed)
             .await
@@ -216,13 +227,19 @@ impl Broker {
     /// Puts a task this worker holds back in line for `at` (Unix seconds)
     /// without counting a failure or a retry: the host could not run it
     /// (short of descriptors or memory). False when the lease was lost.
-    pub async fn requeue_later(&self, msg: &TaskMessage, at: i64) -> Result<bool, BrokerError> {
+    pub async fn requeue_later(
+        &self,
+        msg: &TaskMessage,
+        at: i64,
+        module: &str,
+    ) -> Result<bool, BrokerError> {
         let failed = Failed {
             archive: false,
             score: at,
             holder: LeaseHolder::ThisWorker,
             invalid: None,
             counted: false,
+            module,
         };
         let queue = QueueKeys::new(&msg.queue);
         self.move_failed(&queue, &msg.id, &msg.encode_to_vec(), failed)
@@ -246,6 +263,7 @@ impl Broker {
             holder,
             invalid: Some(reason),
             counted: true,
+            module: "",
         };
         self.move_failed(queue, id, raw, failed).await
     }
@@ -287,6 +305,7 @@ impl Broker {
             holder,
             invalid,
             counted,
+            module,
         }: Failed<'_>,
     ) -> Result<bool, BrokerError> {
         let date = keys::utc_date(now_secs());
@@ -314,7 +333,8 @@ impl Broker {
                 LeaseHolder::ExpiredBy { .. } => "",
             })
             .arg(invalid.unwrap_or(""))
-            .arg(if counted { "1" } else { "0" });
+            .arg(if counted { "1" } else { "0" })
+            .arg(module);
         let mut conn = self.conn.clone();
         let done: i64 = inv.invoke_async(&mut conn).await?;
         Ok(done == 1)

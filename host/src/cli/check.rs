@@ -18,7 +18,7 @@ pub struct Args {
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (config, runtime) = super::load_runtime(&args.config.config).await?;
-    let types: Vec<_> = runtime.task_types().cloned().collect();
+    let types = runtime.task_types();
     let cache_dir = config.cache_dir();
     // The runtime turns the cache off when the directory is not safe (it
     // logs why); every task type is then compiled with the cache off.

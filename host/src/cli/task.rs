@@ -279,6 +279,9 @@ fn print_task(t: &StoredTask) {
     if let Some(owner) = &t.lease_owner {
         println!("Worker:      {owner}");
     }
+    if let Some(module) = &t.module {
+        println!("Module:      {module}");
+    }
     if t.timeout_secs > 0 {
         println!("Timeout:     {}s", t.timeout_secs);
     }

@@ -1,6 +1,9 @@
 //! `wasq worker`: pull tasks and run them until SIGINT/SIGTERM.
 
+use std::collections::BTreeMap;
 use std::process::ExitCode;
+
+use anyhow::Context as _;
 
 use wasq::worker::{Disposition, Worker};
 
@@ -24,13 +27,31 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let (mut config, runtime) = super::load_runtime(&args.config.config).await?;
+    let mut config = wasq::config::Config::load(&args.config.config)?;
     if args.metrics.is_some() {
         config.worker.metrics = args.metrics;
     }
     if let Some(redis) = &mut config.redis {
         args.credentials.apply(redis);
     }
+    let registry = registry_modules(&config).await?;
+    let runtime = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || {
+            match wasq::runtime::Runtime::load_with(&config, &registry) {
+                Err(e) if !registry.is_empty() => {
+                    // A registry version this host cannot run must not keep
+                    // the worker down: start without the registry's versions;
+                    // the worker then reports why it refuses them.
+                    tracing::warn!("{e}; starting the registry types without their versions");
+                    wasq::runtime::Runtime::load_with(&config, &BTreeMap::new())
+                }
+                loaded => loaded,
+            }
+        })
+        .await
+        .context("loading the runtime panicked")??
+    };
     let mut worker = Worker::connect_patiently(&config, runtime, shutdown_signal()).await?;
     let mut events = worker.events();
     let json = args.json;
@@ -73,6 +94,51 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     worker.run(shutdown_signal()).await?;
     printer.abort();
     Ok(ExitCode::SUCCESS)
+}
+
+/// The current registry version of each `module = "registry"` type, so the
+/// sandbox pool is sized for them at start. A type with no version yet, or
+/// one that cannot be fetched, starts without one (logged); the worker
+/// takes it as soon as it can.
+async fn registry_modules(
+    config: &wasq::config::Config,
+) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
+    let types: Vec<String> = config
+        .tasks
+        .iter()
+        .filter(|(_, t)| t.from_registry())
+        .map(|(name, _)| name.clone())
+        .collect();
+    let mut modules = BTreeMap::new();
+    if types.is_empty() {
+        return Ok(modules);
+    }
+    let Some(redis) = &config.redis else {
+        anyhow::bail!("task types with module = \"registry\" need a [redis] section");
+    };
+    let broker = match wasq::broker::Broker::connect(redis).await {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!(
+                "cannot read the module registry yet ({e}); registry types start without a version"
+            );
+            return Ok(modules);
+        }
+    };
+    let registry = wasq::registry::Registry::new(broker);
+    for task_type in types {
+        let fetched = match registry.current_of(&task_type).await {
+            Ok(hash) => registry.fetch(&hash).await,
+            Err(e) => Err(e),
+        };
+        match fetched {
+            Ok(bytes) => {
+                modules.insert(task_type, bytes);
+            }
+            Err(e) => tracing::warn!(task_type = %task_type, "{e}; its tasks wait for a version"),
+        }
+    }
+    Ok(modules)
 }
 
 async fn shutdown_signal() {

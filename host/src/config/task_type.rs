@@ -109,11 +109,27 @@ fn handle_count<'de, D: serde::Deserializer<'de>>(
     }
 }
 
+impl TaskTypeConfig {
+    /// Whether the module comes from the module registry in Redis
+    /// (`module = "registry"`) rather than a file.
+    ///
+    /// ```
+    /// let config: wasq::config::Config = toml::from_str(
+    ///     "[tasks.email]\nmodule = \"registry\"\n",
+    /// ).unwrap();
+    /// assert!(config.tasks["email"].from_registry());
+    /// ```
+    pub fn from_registry(&self) -> bool {
+        self.module.get_ref().as_os_str() == "registry"
+    }
+}
+
 /// `[tasks."<type>"]`: one task type.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TaskTypeConfig {
-    /// The handler component (`.wasm`), relative to the config file.
+    /// The handler component (`.wasm`), relative to the config file, or
+    /// `"registry"`: the version `wasq module push` stored in Redis.
     pub module: Spanned<PathBuf>,
     /// Instruction budget, overriding `[defaults]`.
     pub fuel: Option<Fuel>,

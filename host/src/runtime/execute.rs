@@ -12,7 +12,7 @@ use super::bindings::{self, Handler, TaskError};
 use super::guest_text::sanitize;
 use super::http::Outbound;
 use super::journal::{Journal, TaskTags};
-use super::load::Pre;
+use super::load::{Pre, TaskType};
 use super::sandbox::{Interrupted, MemoryLimitHit, MemoryLimiter, SandboxState};
 use super::{
     CancelToken, Execution, Failure, HandlerError, Invocation, LimitExceeded, Outcome, Runtime,
@@ -38,18 +38,33 @@ impl Runtime {
             logs_dropped_bytes: 0,
             http: Vec::new(),
             follow_ups: Vec::new(),
+            module_hash: String::new(),
         };
         let failed = |failure| Outcome::Failed { failure };
-        let Some(task_type) = self.types.get(&invocation.task_type) else {
-            report.outcome = failed(Failure::Host {
-                message: format!(
-                    "no module is registered for task type {:?}",
-                    invocation.task_type
-                ),
+        // The version current now: a swap after this line does not change
+        // what this task runs.
+        let Some(task_type) = self.type_of(&invocation.task_type) else {
+            report.outcome = failed(if self.waits_for_registry(&invocation.task_type) {
+                // Not the task's fault: it runs once a version is pushed.
+                Failure::HostResources {
+                    message: format!(
+                        "task type {:?} has no version in the module registry yet \
+                         (push one with `wasq module push`)",
+                        invocation.task_type
+                    ),
+                }
+            } else {
+                Failure::Host {
+                    message: format!(
+                        "no module is registered for task type {:?}",
+                        invocation.task_type
+                    ),
+                }
             });
             report.wall_time = started.elapsed();
             return report;
         };
+        report.module_hash = task_type.info.module_hash.clone();
         let limits = task_type.info.limits;
         let size = invocation.payload.len() as u64;
         if size > limits.max_payload {
@@ -78,71 +93,23 @@ impl Runtime {
             );
         }
         let deadline = Instant::now() + budget;
-        let journal = Journal::new(
+        let (mut store, journal, http_calls, fuel) = match self.new_store(
+            &task_type,
             TaskTags {
                 id: invocation.id.clone(),
                 task_type: invocation.task_type.clone(),
                 queue: invocation.queue.clone(),
             },
-            limits.max_log,
-        );
-        let wasi = match task_type.grants.wasi_ctx(&journal, SystemTime::now()) {
-            Ok(wasi) => wasi,
-            Err(e) => {
-                let message = format!("cannot build the sandbox's WASI context: {e:#}");
-                // Out of descriptors or memory: the host's state, not the task's.
-                report.outcome = failed(if fs_limits::host_short_of_resources(&e) {
-                    Failure::HostResources { message }
-                } else {
-                    Failure::Host { message }
-                });
+            deadline,
+            invocation.cancel.clone(),
+        ) {
+            Ok(parts) => parts,
+            Err(failure) => {
+                report.outcome = failed(failure);
                 report.wall_time = started.elapsed();
                 return report;
             }
         };
-        let state = SandboxState {
-            wasi,
-            table: ResourceTable::new(),
-            limiter: MemoryLimiter {
-                limit: limits.memory,
-                peak: 0,
-            },
-            journal: journal.clone(),
-            grants: task_type.grants.clone(),
-            fs: fs_budget::FsLimits::new(&limits, journal.clone()),
-            follow_ups: Default::default(),
-            task_id: invocation.id.clone(),
-            task_type: invocation.task_type.clone(),
-            queue: invocation.queue.clone(),
-            max_payload: limits.max_payload,
-            deadline,
-            cancel: invocation.cancel.clone(),
-            http: wasmtime_wasi_http::WasiHttpCtx::new(),
-            outbound: Outbound::new(
-                task_type.http.clone(),
-                deadline,
-                &invocation.id,
-                &invocation.task_type,
-            ),
-        };
-        let http_calls = state.outbound.calls.clone();
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.limiter);
-        // Unlimited fuel is a budget no task can spend (about a century of
-        // computing), so what a task used is still measured.
-        let fuel = limits.fuel.unwrap_or(UNLIMITED_FUEL);
-        store.set_fuel(fuel).expect("fuel is enabled on the engine");
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(|ctx| {
-            let state = ctx.data();
-            if state.cancel.as_ref().is_some_and(CancelToken::is_cancelled) {
-                return Err(Interrupted::Cancelled.into());
-            }
-            if Instant::now() >= state.deadline {
-                return Err(Interrupted::Timeout.into());
-            }
-            Ok(UpdateDeadline::Yield(1))
-        });
 
         let task = bindings::Task {
             id: invocation.id.clone(),
@@ -248,6 +215,83 @@ impl Runtime {
         }
         report.wall_time = started.elapsed();
         report
+    }
+
+    /// A fresh store for one sandbox of `task_type`: the WASI context from
+    /// its grants, fuel, the memory limiter, the epoch deadline and a
+    /// journal. Returns the store, the journal, the HTTP calls' log and the
+    /// fuel it was given.
+    #[allow(clippy::type_complexity)]
+    pub(super) fn new_store(
+        &self,
+        task_type: &TaskType,
+        tags: TaskTags,
+        deadline: Instant,
+        cancel: Option<CancelToken>,
+    ) -> Result<
+        (
+            Store<SandboxState>,
+            Journal,
+            std::sync::Arc<std::sync::Mutex<Vec<super::HttpCall>>>,
+            u64,
+        ),
+        Failure,
+    > {
+        let limits = task_type.info.limits;
+        let (id, name, queue) = (tags.id.clone(), tags.task_type.clone(), tags.queue.clone());
+        let journal = Journal::new(tags, limits.max_log);
+        let wasi = match task_type.grants.wasi_ctx(&journal, SystemTime::now()) {
+            Ok(wasi) => wasi,
+            Err(e) => {
+                let message = format!("cannot build the sandbox's WASI context: {e:#}");
+                // Out of descriptors or memory: the host's state, not the task's.
+                return Err(if fs_limits::host_short_of_resources(&e) {
+                    Failure::HostResources { message }
+                } else {
+                    Failure::Host { message }
+                });
+            }
+        };
+        let state = SandboxState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter {
+                limit: limits.memory,
+                peak: 0,
+            },
+            journal: journal.clone(),
+            grants: task_type.grants.clone(),
+            fs: fs_budget::FsLimits::new(&limits, journal.clone()),
+            follow_ups: Default::default(),
+            task_id: id.clone(),
+            task_type: name.clone(),
+            queue,
+            max_payload: limits.max_payload,
+            deadline,
+            cancel,
+            http: wasmtime_wasi_http::WasiHttpCtx::new(),
+            outbound: Outbound::new(task_type.http.clone(), deadline, &id, &name),
+        };
+        let http_calls = state.outbound.calls.clone();
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        // Unlimited fuel is a budget no task can spend (about a century of
+        // computing), so what a task used is still measured.
+        let fuel = limits.fuel.unwrap_or(UNLIMITED_FUEL);
+        store.set_fuel(fuel).expect("fuel is enabled on the engine");
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|ctx| {
+            let state = ctx.data();
+            if state.cancel.as_ref().is_some_and(CancelToken::is_cancelled) {
+                return Err(Interrupted::Cancelled.into());
+            }
+            if Instant::now() >= state.deadline {
+                return Err(Interrupted::Timeout.into());
+            }
+            Ok(UpdateDeadline::Yield(1))
+        });
+
+        Ok((store, journal, http_calls, fuel))
     }
 }
 

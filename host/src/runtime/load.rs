@@ -79,13 +79,48 @@ pub(crate) struct ModuleFile {
 }
 
 /// Reads the module of task type `name` and its footprint, and refuses one
-/// whose memory at start does not fit the type's `memory` limit.
+/// whose memory at start does not fit the type's `memory` limit. A type
+/// whose module comes from the registry takes its bytes from `registry`
+/// (`None` when the registry has no version of it yet).
 pub(crate) fn read(
     config: &Config,
     name: &str,
     task: &TaskTypeConfig,
-) -> Result<ModuleFile, RuntimeError> {
+    registry: &std::collections::BTreeMap<String, Vec<u8>>,
+) -> Result<Option<ModuleFile>, RuntimeError> {
+    if task.from_registry() {
+        let Some(bytes) = registry.get(name) else {
+            return Ok(None);
+        };
+        return from_bytes(config, name, task, registry_path(bytes), bytes.clone()).map(Some);
+    }
     let path = config.resolve(task.module.get_ref());
+    let bytes = std::fs::read(&path).map_err(|e| {
+        RuntimeError::Config(config.invalid_at(
+            task.module.span(),
+            format!("tasks.{}.module", self::key(name)),
+            format!("cannot read module {}: {e}", path.display()),
+        ))
+    })?;
+    from_bytes(config, name, task, path, bytes).map(Some)
+}
+
+/// How a module from the registry is named where a file's path would be:
+/// `registry:<first 12 hex digits of its hash>`.
+pub(crate) fn registry_path(bytes: &[u8]) -> PathBuf {
+    let hash = ComponentCache::module_hash(bytes);
+    PathBuf::from(format!("registry:{}", &hash[..12]))
+}
+
+/// Checks a module's bytes (a component, readable, fitting the memory
+/// limit) and reads its footprint.
+pub(crate) fn from_bytes(
+    config: &Config,
+    name: &str,
+    task: &TaskTypeConfig,
+    path: PathBuf,
+    bytes: Vec<u8>,
+) -> Result<ModuleFile, RuntimeError> {
     let at = |key: &str, message: String| {
         RuntimeError::Config(config.invalid_at(
             task.module.span(),
@@ -93,12 +128,6 @@ pub(crate) fn read(
             message,
         ))
     };
-    let bytes = std::fs::read(&path).map_err(|e| {
-        at(
-            "module",
-            format!("cannot read module {}: {e}", path.display()),
-        )
-    })?;
     check_header(&bytes).map_err(|what| at("module", format!("{} is {what}", path.display())))?;
     let footprint = Footprint::of(&bytes).map_err(|e| {
         at(

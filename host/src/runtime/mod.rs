@@ -41,13 +41,14 @@ mod journal;
 mod load;
 mod outcome;
 mod sandbox;
+mod swap;
 
 pub mod bench;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
@@ -65,6 +66,7 @@ pub use load::{TaskTypeInfo, WORLD};
 pub use outcome::{
     Action, Failure, HOST_RESOURCES_DELAY, HandlerError, LimitExceeded, Outcome, TrapCause,
 };
+pub use swap::Version;
 
 use crate::config::{Config, ConfigError};
 use bindings::Handler;
@@ -242,15 +244,22 @@ pub struct Execution {
     /// the run succeeded. The worker sends them before it acknowledges the
     /// task.
     pub follow_ups: Vec<FollowUp>,
+    /// SHA-256 of the module version the task ran on ("" when it never
+    /// ran: an unknown type, or a registry type with no version yet).
+    pub module_hash: String,
 }
 
 /// The sandbox runtime. Cheap to share behind an `Arc`; `execute` may run
 /// concurrently up to `max_sandboxes` tasks (more wait for a slot).
 pub struct Runtime {
     engine: Engine,
-    types: BTreeMap<String, load::TaskType>,
+    /// The version each task type runs now; a task takes its `Arc` when it
+    /// starts, so a swap never changes a running task's version.
+    types: RwLock<BTreeMap<String, Arc<load::TaskType>>>,
     slots: Arc<Semaphore>,
     grace: Duration,
+    /// What later versions are loaded with (see `swap`).
+    loader: swap::Loader,
     _ticker: engine::EpochTicker,
 }
 
@@ -260,6 +269,17 @@ impl Runtime {
     /// implement the world. Compiles missing cache entries (CPU-heavy:
     /// call it from `spawn_blocking` inside an async context).
     pub fn load(config: &Config) -> Result<Self, RuntimeError> {
+        Self::load_with(config, &BTreeMap::new())
+    }
+
+    /// Like [`load`](Self::load), with the bytes of the task types whose
+    /// module comes from the registry (`module = "registry"`), by type. A
+    /// registry type missing from `registry` has no version yet: its tasks
+    /// are put back for later until [`install`](Self::install) gives it one.
+    pub fn load_with(
+        config: &Config,
+        registry: &BTreeMap<String, Vec<u8>>,
+    ) -> Result<Self, RuntimeError> {
         let max_memory = config
             .tasks
             .keys()
@@ -270,9 +290,13 @@ impl Runtime {
         let files = config
             .tasks
             .iter()
-            .map(|(name, task)| load::read(config, name, task))
+            .map(|(name, task)| load::read(config, name, task, registry))
             .collect::<Result<Vec<_>, _>>()?;
-        let footprint = Footprint::max(files.iter().map(|f| &f.footprint));
+        let mut footprint = Footprint::max(files.iter().flatten().map(|f| &f.footprint));
+        if config.tasks.values().any(|t| t.from_registry()) {
+            // Later versions must fit the pool sized now.
+            footprint = Footprint::max([&footprint, &swap::REGISTRY_FLOOR]);
+        }
         let engine = engine::build(config.runtime.max_sandboxes, max_memory, &footprint)
             .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
         let linker = linker(&engine).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
@@ -280,30 +304,49 @@ impl Runtime {
         let cache = cache::ComponentCache::new(config.cache_dir(), &engine);
         let mut types = BTreeMap::new();
         for ((name, task), file) in config.tasks.iter().zip(files) {
+            let Some(file) = file else { continue };
             types.insert(
                 name.clone(),
-                load::task_type(config, name, task, file, &engine, &linker, &cache)?,
+                Arc::new(load::task_type(
+                    config, name, task, file, &engine, &linker, &cache,
+                )?),
             );
         }
         let tick = config.runtime.epoch_tick.0;
         Ok(Self {
             _ticker: engine::EpochTicker::start(engine.clone(), tick),
             engine,
-            types,
+            types: RwLock::new(types),
             slots: Arc::new(Semaphore::new(config.runtime.max_sandboxes as usize)),
             grace: tick * 4 + Duration::from_millis(50),
+            loader: swap::Loader {
+                config: config.clone(),
+                linker,
+                cache,
+                pool: footprint,
+            },
         })
     }
 
-    /// What was loaded, by task type.
-    pub fn task_types(&self) -> impl Iterator<Item = &TaskTypeInfo> {
-        self.types.values().map(|t| &t.info)
+    /// What is loaded now, by task type (a registry type with no version
+    /// yet is not listed).
+    pub fn task_types(&self) -> Vec<TaskTypeInfo> {
+        self.read_types().values().map(|t| t.info.clone()).collect()
     }
 
     /// The wall-clock limit of `task_type` (the `timeout` of its config),
     /// if it is loaded.
     pub fn timeout_of(&self, task_type: &str) -> Option<Duration> {
-        self.types.get(task_type).map(|t| t.info.limits.timeout)
+        self.type_of(task_type).map(|t| t.info.limits.timeout)
+    }
+
+    /// The version `task_type` runs now.
+    pub(crate) fn type_of(&self, task_type: &str) -> Option<Arc<load::TaskType>> {
+        self.read_types().get(task_type).cloned()
+    }
+
+    fn read_types(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<load::TaskType>>> {
+        self.types.read().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The engine (shared with the benchmark).

@@ -399,7 +399,7 @@ async fn recover_one(
     let archive = to == FailTo::Archive;
     if shared
         .broker
-        .fail(&msg, to, LeaseHolder::ExpiredBy { by: now })
+        .fail(&msg, to, LeaseHolder::ExpiredBy { by: now }, "")
         .await?
     {
         tracing::warn!(task_id = %id, queue = queue.name(), archive, "recovered a task whose lease expired");

@@ -90,6 +90,18 @@ struct HttpHostLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModuleLabels {
+    task_type: String,
+    module: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SwapLabels {
+    task_type: String,
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TypeLabels {
     task_type: String,
 }
@@ -134,6 +146,8 @@ pub(crate) struct Metrics {
     redis_reconnects: Counter,
     http_requests: Family<HttpLabels, Counter>,
     http_duration: Family<HttpHostLabels, Histogram>,
+    module: Family<ModuleLabels, Gauge>,
+    module_swaps: Family<SwapLabels, Counter>,
     /// When Redis last answered, Unix ms (for `/healthz`).
     redis_ok_at: AtomicU64,
     /// The task types labelled by name.
@@ -259,6 +273,18 @@ impl Metrics {
             "Time from an outbound request to its response's head",
             http_duration.clone(),
         );
+        let module = Family::<ModuleLabels, Gauge>::default();
+        registry.register(
+            "module",
+            "1 for the module version (SHA-256) each registry task type runs on this worker",
+            module.clone(),
+        );
+        let module_swaps = Family::<SwapLabels, Counter>::default();
+        registry.register(
+            "module_swaps",
+            "Registry versions taken (installed) or refused (failed to fetch, compile or instantiate), by task type",
+            module_swaps.clone(),
+        );
         Self {
             registry,
             tasks,
@@ -279,6 +305,8 @@ impl Metrics {
             redis_reconnects,
             http_requests,
             http_duration,
+            module,
+            module_swaps,
             redis_ok_at: AtomicU64::new(now_ms()),
             labelled: Labelled::default(),
         }
@@ -364,6 +392,37 @@ impl Metrics {
             .get_or_create(&QueueLimitLabels {
                 queue: queue.to_owned(),
                 limit: limit.to_owned(),
+            })
+            .inc();
+    }
+
+    /// `task_type` now runs `module` (replacing `old`, "" for none).
+    pub(crate) fn module_installed(&self, task_type: &str, module: &str, old: &str) {
+        if !old.is_empty() {
+            self.module.remove(&ModuleLabels {
+                task_type: task_type.to_owned(),
+                module: old.to_owned(),
+            });
+        }
+        self.module
+            .get_or_create(&ModuleLabels {
+                task_type: task_type.to_owned(),
+                module: module.to_owned(),
+            })
+            .set(1);
+        self.swap(task_type, "installed");
+    }
+
+    /// A registry version of `task_type` was not taken.
+    pub(crate) fn module_refused(&self, task_type: &str) {
+        self.swap(task_type, "refused");
+    }
+
+    fn swap(&self, task_type: &str, result: &str) {
+        self.module_swaps
+            .get_or_create(&SwapLabels {
+                task_type: task_type.to_owned(),
+                result: result.to_owned(),
             })
             .inc();
     }

@@ -10,6 +10,8 @@
 //!  acker (one per queue): acknowledges finished tasks in batches; when no
 //!     other queue could come first, the same script call claims their
 //!     replacements, which start with the finished tasks' slots
+//!  modules (registry types): pub/sub + polling → fetch, verify, compile,
+//!     try an instance → swap the type's version between tasks
 //!  maintenance (own task): heartbeat leases + server registry, forward due
 //!     scheduled/retry, recover abandoned leases, expire completed tasks
 //! ```
@@ -23,6 +25,7 @@ mod follow_ups;
 mod groups;
 mod maintenance;
 mod metrics;
+mod modules;
 mod process;
 pub mod usage;
 
@@ -85,6 +88,9 @@ pub struct TaskEvent {
     pub cause: String,
     /// Largest linear memory of the run, bytes.
     pub memory_peak: u64,
+    /// SHA-256 of the module version the task ran on ("" when it never
+    /// reached a sandbox).
+    pub module: String,
 }
 
 /// What the worker did with a task.
@@ -280,6 +286,8 @@ pub(crate) struct Shared {
     /// The `[[periodic]]` entries this worker's scheduler runs (none when
     /// `[worker] scheduler = false`).
     pub periodic: Vec<crate::schedule::Entry>,
+    /// The task types whose module comes from the registry.
+    pub modules: modules::Modules,
 }
 
 /// A worker ready to run: the queues of a config, the sandbox runtime of
@@ -454,6 +462,10 @@ impl Worker {
         } else {
             Vec::new()
         };
+        let modules = modules::Modules::new(
+            crate::registry::Registry::new(broker.clone()),
+            runtime.registry_types(),
+        );
         let retry_delays = config
             .tasks
             .iter()
@@ -480,6 +492,7 @@ impl Worker {
                 metrics: metrics::Metrics::new().with_task_types(config.tasks.keys()),
                 usage: usage::Usage::default().with_task_types(config.tasks.keys()),
                 periodic,
+                modules,
             }),
             sandbox_threads: Some(sandbox_threads),
             inboxes,
@@ -517,6 +530,10 @@ impl Worker {
             background.push(tokio::spawn(dispatch::waker(shared.clone(), queue.clone())));
             background.push(tokio::spawn(ack::run(shared.clone(), queue.clone(), inbox)));
         }
+        // Registry types start on their current version, not on whatever
+        // the first task finds.
+        modules::sync_once(&shared).await;
+        background.push(tokio::spawn(modules::run(shared.clone())));
         background.push(tokio::spawn(maintenance::run(shared.clone())));
         background.push(tokio::spawn(maintenance::cancels(shared.clone())));
         if let Some(addr) = shared.settings.metrics {
@@ -575,6 +592,7 @@ impl Worker {
             tracing::debug!("recording task type usage failed: {e}");
         }
         maintenance::deregister(&shared).await;
+        modules::forget(&shared).await;
         tracing::info!("worker stopped");
         Ok(())
     }
@@ -596,6 +614,7 @@ impl TaskEvent {
             started_at_ms: 1,
             cause: "ok".into(),
             memory_peak: 65_536,
+            module: "ab".repeat(32),
         }
     }
 }

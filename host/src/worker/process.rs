@@ -85,6 +85,7 @@ async fn process(
                 started_at_ms: 0,
                 cause: "invalid_msg".into(),
                 memory_peak: 0,
+                module: String::new(),
             });
             return;
         }
@@ -178,13 +179,14 @@ async fn process(
         shared.metrics.http(&run.task_type, &run.http);
         shared.usage.http(&run.task_type, &run.http);
     }
-    let (mut outcome, fuel, micros, memory_peak, follow_ups) = match execution {
+    let (mut outcome, fuel, micros, memory_peak, follow_ups, module) = match execution {
         Ok(run) => (
             run.outcome,
             run.fuel_measured.then_some(run.fuel_consumed),
             run.wall_time.as_micros() as u64,
             run.memory_peak,
             run.follow_ups,
+            run.module_hash,
         ),
         Err(e) => (
             Outcome::Failed {
@@ -196,6 +198,7 @@ async fn process(
             0,
             0,
             Vec::new(),
+            String::new(),
         ),
     };
     // Follow-ups go out before the acknowledgement: a parent acknowledged
@@ -225,6 +228,7 @@ async fn process(
             .map_or("ok", |f| f.cause_name())
             .to_owned(),
         memory_peak,
+        module: module.clone(),
     };
 
     let cancelled = matches!(
@@ -267,7 +271,7 @@ async fn process(
                 retry_redis("archiving a cancelled task", || {
                     shared
                         .broker
-                        .fail(&updated, FailTo::Archive, LeaseHolder::ThisWorker)
+                        .fail(&updated, FailTo::Archive, LeaseHolder::ThisWorker, &module)
                 })
                 .await,
                 Disposition::Archived,
@@ -298,7 +302,7 @@ async fn process(
                 settled(written, Disposition::Done)
             } else {
                 let written = retry_redis("acknowledging a task", || {
-                    shared.broker.finish(&msg, result)
+                    shared.broker.finish(&msg, result, &module)
                 })
                 .await;
                 settled(
@@ -313,16 +317,17 @@ async fn process(
         }
         Outcome::Failed { failure } => {
             event.error = Some(guest_text::sanitize(&failure.to_string()));
-            fail(shared, queue, &msg, failure).await
+            fail(shared, queue, &msg, failure, &module).await
         }
     };
     event.disposition = disposition;
     if matches!(disposition, Disposition::Done | Disposition::Completed) && !follow_ups.is_empty() {
         super::follow_ups::forget(&shared.client, &follow_ups).await;
     }
+    let module = &module[..module.len().min(12)];
     match disposition {
         Disposition::Done | Disposition::Completed => {
-            tracing::info!(task_id = %msg.id, task_type = %msg.r#type, queue = %name, fuel, micros, "task done")
+            tracing::info!(task_id = %msg.id, task_type = %msg.r#type, queue = %name, module, fuel, micros, "task done")
         }
         Disposition::LeaseLost => tracing::warn!(
             task_id = %msg.id, task_type = %msg.r#type, queue = %name,
@@ -333,7 +338,7 @@ async fn process(
             "the task's outcome could not be written: Redis failed for 30 s; its lease will expire and the task will run again"
         ),
         other => tracing::warn!(
-            task_id = %msg.id, task_type = %msg.r#type, queue = %name, disposition = ?other,
+            task_id = %msg.id, task_type = %msg.r#type, queue = %name, module, disposition = ?other,
             error = event.error.as_deref().unwrap_or(""), "task failed"
         ),
     }
@@ -345,6 +350,7 @@ async fn fail(
     queue: &QueueState,
     msg: &TaskMessage,
     failure: &Failure,
+    module: &str,
 ) -> Disposition {
     let now = now_secs();
     let mut updated = msg.clone();
@@ -369,7 +375,7 @@ async fn fail(
             let at = now + delay.as_secs().max(1) as i64;
             return settled(
                 retry_redis("requeueing a task the host could not run", || {
-                    shared.broker.requeue_later(&updated, at)
+                    shared.broker.requeue_later(&updated, at, module)
                 })
                 .await,
                 Disposition::Requeued,
@@ -393,7 +399,9 @@ async fn fail(
         }
     };
     let written = retry_redis("recording a failure", || {
-        shared.broker.fail(&updated, to, LeaseHolder::ThisWorker)
+        shared
+            .broker
+            .fail(&updated, to, LeaseHolder::ThisWorker, module)
     })
     .await;
     settled(

@@ -19,6 +19,7 @@
 --         or names another queue): kept in the hash's `invalid` field
 -- ARGV[9] "1" to count the failure in the processed and failed counters,
 --         "0" when the task did not fail (the host could not run it)
+-- ARGV[10] "" or the SHA-256 of the module version it ran on (`module`)
 -- Returns 1, or 0 when the lease is gone or another worker's (or, recovering,
 -- still alive).
 local owner = redis.call("HGET", KEYS[3], "lease_owner")
@@ -39,6 +40,9 @@ redis.call("HSET", KEYS[3], "msg", ARGV[2], "state", ARGV[4])
 redis.call("HDEL", KEYS[3], "lease_owner")
 if ARGV[8] ~= "" then
   redis.call("HSET", KEYS[3], "invalid", ARGV[8])
+end
+if ARGV[10] and ARGV[10] ~= "" then
+  redis.call("HSET", KEYS[3], "module", ARGV[10])
 end
 if ARGV[9] == "1" then
   count_daily(KEYS[5], ARGV[5])

@@ -12,6 +12,7 @@
 -- ARGV[4] result bytes when kept
 -- ARGV[5] daily counter expiry, Unix seconds
 -- ARGV[6] the worker holding the lease (its server id); "" skips the check
+-- ARGV[7] "" or the SHA-256 of the module version it ran on, kept with it
 -- Returns 1, or 0 when this worker no longer holds the lease.
 if not release_lease(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[6]) then
   return 0
@@ -22,6 +23,9 @@ else
   redis.call("ZADD", KEYS[4], ARGV[2], ARGV[1])
   redis.call("HSET", KEYS[3], "msg", ARGV[3], "state", "completed", "result", ARGV[4])
   redis.call("HDEL", KEYS[3], "lease_owner")
+  if ARGV[7] and ARGV[7] ~= "" then
+    redis.call("HSET", KEYS[3], "module", ARGV[7])
+  end
 end
 if KEYS[7] and redis.call("GET", KEYS[7]) == ARGV[1] then
   redis.call("DEL", KEYS[7])

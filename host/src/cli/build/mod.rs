@@ -187,7 +187,7 @@ async fn check(module: &Path, cache_dir: Option<&Path>, work: &Path) -> anyhow::
     let (_config, runtime) = super::load_runtime(&path)
         .await
         .with_context(|| format!("{} does not pass `wasq check`", module.display()))?;
-    if let Some(t) = runtime.task_types().next() {
+    if let Some(t) = runtime.task_types().into_iter().next() {
         println!(
             "{}: implements {WORLD}; compiled in {:.1?} (sha256 {})",
             module.display(),

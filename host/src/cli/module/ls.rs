@@ -1,6 +1,8 @@
-//! `wasq module ls`: each task type's module (file and hash), limits and
-//! grants, and from the last hour (what workers recorded in Redis): runs,
-//! failures by cause, and median fuel and time.
+//! `wasq module ls`: each task type's module (file, or the registry's
+//! current version), limits and grants, what each worker runs of the
+//! registry types (and any version it refused, with why), and from the last
+//! hour (what workers recorded in Redis): runs by module version, failures
+//! by cause, and median fuel and time.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -10,22 +12,15 @@ use serde::Serialize;
 use sha2::Digest as _;
 use wasq::broker::{Broker, now_secs};
 use wasq::config::{Config, DirMode};
+use wasq::registry::Registry;
 use wasq::worker::usage;
 
-use super::args::ListArgs;
-use super::table::Table;
-
-/// The subcommands of `wasq module`.
-#[derive(Debug, clap::Subcommand)]
-pub enum Args {
-    /// List the task types of the config with their modules, limits,
-    /// grants and the last hour's outcomes.
-    Ls(ListArgs),
-}
+use super::super::args::ListArgs;
+use super::super::table::Table;
 
 /// One task type, as `module ls --json` prints it.
 #[derive(Debug, Serialize)]
-pub(super) struct ModuleRow {
+pub(in crate::cli) struct ModuleRow {
     task_type: String,
     module: String,
     sha256: String,
@@ -34,23 +29,37 @@ pub(super) struct ModuleRow {
     memory: u64,
     timeout_secs: f64,
     grants: Vec<String>,
+    /// For a registry type: what each live worker runs.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    workers: Vec<WorkerVersion>,
     last_hour: Option<LastHour>,
+}
+
+/// What one worker runs of a registry type.
+#[derive(Debug, Serialize)]
+pub(in crate::cli) struct WorkerVersion {
+    worker: String,
+    server_id: String,
+    running: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refused: Option<wasq::registry::Refusal>,
 }
 
 /// What workers recorded for a type over the last hour.
 #[derive(Debug, Default, Serialize)]
-pub(super) struct LastHour {
+pub(in crate::cli) struct LastHour {
     runs: u64,
     ok: u64,
     failures: BTreeMap<String, u64>,
     /// Outbound HTTP requests by outcome (`ok`, `denied`, `error`).
     http: BTreeMap<String, u64>,
+    /// Runs by module version (SHA-256).
+    modules: BTreeMap<String, u64>,
     median_fuel: Option<u64>,
     median_micros: Option<u64>,
 }
 
-pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let Args::Ls(ListArgs { redis, output }) = args;
+pub async fn run(ListArgs { redis, output }: ListArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(&redis.config)?;
     // Usage comes from Redis; without it the rest is still worth showing.
     let broker = match redis.connect().await {
@@ -70,14 +79,56 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// Every task type of `config`, with usage from `broker` when given.
-pub(super) async fn rows(
+pub(in crate::cli) async fn rows(
     config: &Config,
     broker: Option<&Broker>,
 ) -> anyhow::Result<Vec<ModuleRow>> {
     let mut rows = Vec::new();
+    let registry = broker.map(|b| Registry::new(b.clone()));
+    let (current, reports) = match &registry {
+        Some(r) if config.tasks.values().any(|t| t.from_registry()) => {
+            (r.current().await?, r.workers().await?)
+        }
+        _ => Default::default(),
+    };
     for (name, task) in &config.tasks {
-        let path = config.resolve(task.module.get_ref());
-        let bytes = std::fs::read(&path).unwrap_or_default();
+        let (module, sha256, size) = if task.from_registry() {
+            match current.get(name) {
+                Some(hash) => {
+                    let size = match &registry {
+                        Some(r) => r
+                            .history(name)
+                            .await?
+                            .into_iter()
+                            .find(|e| e.hash == *hash)
+                            .map_or(0, |e| e.size),
+                        None => 0,
+                    };
+                    ("registry".to_owned(), hash.clone(), size)
+                }
+                None => ("registry (no version pushed)".to_owned(), String::new(), 0),
+            }
+        } else {
+            let path = config.resolve(task.module.get_ref());
+            let bytes = std::fs::read(&path).unwrap_or_default();
+            (
+                path.display().to_string(),
+                hex::encode(sha2::Sha256::digest(&bytes)),
+                bytes.len() as u64,
+            )
+        };
+        let workers = reports
+            .iter()
+            .filter_map(|r| {
+                let status = r.types.get(name)?;
+                Some(WorkerVersion {
+                    worker: r.process.clone(),
+                    server_id: r.server_id.clone(),
+                    running: status.running.clone(),
+                    refused: status.refused.clone(),
+                })
+            })
+            .collect();
         let limits = config.limits_of(name).unwrap_or_default();
         let mut grants = Vec::new();
         for d in &task.dirs {
@@ -103,13 +154,14 @@ pub(super) async fn rows(
         };
         rows.push(ModuleRow {
             task_type: name.clone(),
-            module: path.display().to_string(),
-            sha256: hex::encode(sha2::Sha256::digest(&bytes)),
-            bytes: bytes.len() as u64,
+            module,
+            sha256,
+            bytes: size,
             fuel: limits.fuel,
             memory: limits.memory,
             timeout_secs: limits.timeout.as_secs_f64(),
             grants,
+            workers,
             last_hour,
         });
     }
@@ -124,6 +176,31 @@ fn print_rows(rows: Vec<ModuleRow>) {
     let mut table = Table::new(
         "Task type|Module|>Size|SHA-256|>Fuel|>Memory|>Timeout|Grants|>Runs 1h|>OK 1h|Failures 1h|HTTP 1h|>Median fuel|>Median time",
     );
+    let mut versions = Table::new("Task type|Worker|Runs|Refused|Why");
+    let mut any_version = false;
+    for r in &rows {
+        for w in &r.workers {
+            any_version = true;
+            let short = |h: &str| {
+                if h.is_empty() {
+                    "-".to_owned()
+                } else {
+                    h[..12.min(h.len())].to_owned()
+                }
+            };
+            versions.row([
+                r.task_type.clone(),
+                w.worker.clone(),
+                short(&w.running),
+                w.refused
+                    .as_ref()
+                    .map_or("-".to_owned(), |f| short(&f.hash)),
+                w.refused
+                    .as_ref()
+                    .map_or("-".to_owned(), |f| f.reason.clone()),
+            ]);
+        }
+    }
     for r in rows {
         let hour = r.last_hour.as_ref();
         let failures = hour.map_or("-".to_owned(), |h| {
@@ -139,7 +216,11 @@ fn print_rows(rows: Vec<ModuleRow>) {
             r.task_type,
             r.module,
             format!("{} KiB", r.bytes / 1024),
-            r.sha256[..12].to_owned(),
+            if r.sha256.is_empty() {
+                "-".to_owned()
+            } else {
+                r.sha256[..12].to_owned()
+            },
             r.fuel.map_or("unlimited".to_owned(), |f| f.to_string()),
             format!("{} MiB", r.memory >> 20),
             format!("{}s", r.timeout_secs),
@@ -167,6 +248,10 @@ fn print_rows(rows: Vec<ModuleRow>) {
         ]);
     }
     println!("{table}");
+    if any_version {
+        println!("\nRegistry versions by worker:");
+        println!("{versions}");
+    }
 }
 
 /// Sums the last 60 per-minute hashes of `task_type` and takes the medians
@@ -190,6 +275,8 @@ async fn last_hour(broker: &Broker, task_type: &str) -> anyhow::Result<LastHour>
                         *out.failures.entry(cause.to_owned()).or_default() += n;
                     } else if let Some(outcome) = other.strip_prefix("http:") {
                         *out.http.entry(outcome.to_owned()).or_default() += n;
+                    } else if let Some(module) = other.strip_prefix("module:") {
+                        *out.modules.entry(module.to_owned()).or_default() += n;
                     }
                 }
             }

@@ -1,0 +1,197 @@
+//! New versions of a task type's module while the runtime runs: prepared
+//! off the task path (compiled or loaded from the cache, checked against the
+//! world, the type's limits and the pool, and instantiated once), then
+//! installed between tasks.
+//!
+//! ```text
+//! prepare(type, bytes)   header, footprint vs memory limit and pool → compile
+//!                        (cache by hash) → world check → InstancePre
+//! try_instance(version)  one throwaway instance, no call: start-up traps,
+//!                        pool limits and the memory limit show here
+//! install(version)       the type's Arc is replaced; tasks already running
+//!                        keep the old one to their end
+//! ```
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::component::Linker;
+
+use super::cache::ComponentCache;
+use super::footprint::Footprint;
+use super::journal::TaskTags;
+use super::load::{self, Pre, TaskType};
+use super::sandbox::SandboxState;
+use super::{Runtime, TaskTypeInfo};
+use crate::config::Config;
+
+/// The least a pool serving registry types is sized for, so a later version
+/// a little larger than the first (a few more core instances, as a Python or
+/// JavaScript component has) still fits without a restart.
+pub(crate) const REGISTRY_FLOOR: Footprint = Footprint {
+    core_instances: 24,
+    memories: 2,
+    tables: 8,
+    initial_memory: 0,
+    largest_memory: 0,
+    largest_table: 0,
+    memories_per_module: 1,
+    tables_per_module: 2,
+};
+
+/// What a runtime keeps to load later versions with.
+pub(crate) struct Loader {
+    pub config: Config,
+    pub linker: Linker<SandboxState>,
+    pub cache: ComponentCache,
+    /// What the pool was sized for.
+    pub pool: Footprint,
+}
+
+/// A module version ready to install for a task type.
+pub struct Version {
+    task_type: TaskType,
+}
+
+impl Version {
+    /// What was loaded.
+    pub fn info(&self) -> &TaskTypeInfo {
+        &self.task_type.info
+    }
+}
+
+impl Runtime {
+    /// The task types of the config whose module comes from the registry.
+    pub fn registry_types(&self) -> Vec<String> {
+        self.loader
+            .config
+            .tasks
+            .iter()
+            .filter(|(_, t)| t.from_registry())
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    /// The SHA-256 of the module `task_type` runs now.
+    pub fn module_hash_of(&self, task_type: &str) -> Option<String> {
+        self.type_of(task_type).map(|t| t.info.module_hash.clone())
+    }
+
+    /// Whether `task_type` is a registry type with no version yet.
+    pub(crate) fn waits_for_registry(&self, task_type: &str) -> bool {
+        self.loader
+            .config
+            .tasks
+            .get(task_type)
+            .is_some_and(|t| t.from_registry())
+    }
+
+    /// Prepares `bytes` as the next version of `task_type`: checks it as
+    /// start-up does (a component, its memory at start within the type's
+    /// limit, the world) and that it fits the pool, and compiles it (or
+    /// loads it from the cache). CPU-heavy: call it from `spawn_blocking`.
+    pub fn prepare(&self, task_type: &str, bytes: Vec<u8>) -> Result<Version, String> {
+        let config = &self.loader.config;
+        let task = config
+            .tasks
+            .get(task_type)
+            .ok_or_else(|| format!("task type {task_type:?} is not in this worker's config"))?;
+        let path = load::registry_path(&bytes);
+        let file =
+            load::from_bytes(config, task_type, task, path, bytes).map_err(|e| e.to_string())?;
+        fits(&file.footprint, &self.loader.pool)?;
+        let task_type = load::task_type(
+            config,
+            task_type,
+            task,
+            file,
+            &self.engine,
+            &self.loader.linker,
+            &self.loader.cache,
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(Version { task_type })
+    }
+
+    /// Instantiates `version` once in a sandbox of its type (without
+    /// calling it), so a version that cannot start is refused before any
+    /// task runs on it.
+    pub async fn try_instance(&self, version: &Version) -> Result<(), String> {
+        let Ok(_slot) = self.slots.acquire().await else {
+            unreachable!("the sandbox semaphore is never closed")
+        };
+        let info = &version.task_type.info;
+        let tags = TaskTags {
+            id: "module-check".into(),
+            task_type: info.name.clone(),
+            queue: String::new(),
+        };
+        let deadline = Instant::now() + info.limits.timeout.min(Duration::from_secs(10));
+        let (mut store, _journal, _calls, _fuel) = self
+            .new_store(&version.task_type, tags, deadline, None)
+            .map_err(|f| f.to_string())?;
+        let instantiated = match &version.task_type.pre {
+            Pre::Current(pre) => pre.instantiate_async(&mut store).await.map(drop),
+            Pre::V0_1(pre) => pre.instantiate_async(&mut store).await.map(drop),
+        };
+        instantiated.map_err(|e| format!("it cannot be instantiated: {e:#}"))
+    }
+
+    /// Makes `version` the one its task type runs: tasks that start from
+    /// now on run it, tasks already running finish on theirs. Returns the
+    /// hash it replaced ("" for none).
+    pub fn install(&self, version: Version) -> String {
+        let name = version.task_type.info.name.clone();
+        let mut types = self.types.write().unwrap_or_else(|e| e.into_inner());
+        types
+            .insert(name, Arc::new(version.task_type))
+            .map(|old| old.info.module_hash.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// Refuses a module that needs more of the pool than it was sized for at
+/// start.
+fn fits(module: &Footprint, pool: &Footprint) -> Result<(), String> {
+    let over = [
+        ("core instances", module.core_instances, pool.core_instances),
+        ("memories", module.memories, pool.memories),
+        ("tables", module.tables, pool.tables),
+        (
+            "memories in one module",
+            module.memories_per_module,
+            pool.memories_per_module,
+        ),
+        (
+            "tables in one module",
+            module.tables_per_module,
+            pool.tables_per_module,
+        ),
+    ]
+    .into_iter()
+    .find(|(_, needs, has)| needs > has);
+    match over {
+        Some((what, needs, has)) => Err(format!(
+            "it needs {needs} {what} per sandbox and this worker's pool was sized for {has} \
+             at start: restart the worker to run it"
+        )),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_module_larger_than_the_pool_is_refused_naming_what() {
+        let pool = REGISTRY_FLOOR;
+        assert!(fits(&Footprint::default(), &pool).is_ok());
+        let big = Footprint {
+            core_instances: 30,
+            ..Footprint::default()
+        };
+        let why = fits(&big, &pool).unwrap_err();
+        assert!(why.contains("30 core instances"), "{why}");
+    }
+}

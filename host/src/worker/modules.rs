@@ -1,0 +1,258 @@
+//! Registry task types on a worker (`module = "registry"`): learn of a new
+//! version at once (pub/sub on [`keys::CHANNEL`]) or within [`POLL`] (a
+//! missed message), fetch it, verify its hash, compile it and try an
+//! instance off the task path, then swap it in between tasks. A version
+//! that fails any step is refused: the worker keeps what it runs, logs why,
+//! counts it in `wasq_module_swaps{result="refused"}` and reports it, with
+//! what it runs, in the registry (`wasq module ls`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+
+use super::Shared;
+use crate::broker::now_secs;
+use crate::registry::{Refusal, Registry, TypeStatus, WorkerReport, keys};
+
+/// How often the current versions are read even without a message.
+pub const POLL: Duration = Duration::from_secs(2);
+/// How long a refused version is left alone before it is tried again (it
+/// may be fixed in place: a missing chunk uploaded again).
+const RETRY_REFUSED: Duration = Duration::from_secs(10);
+/// How often the worker's report is written even when nothing changed.
+const REPORT_EVERY: Duration = Duration::from_secs(5);
+
+/// The registry side of a worker.
+pub(crate) struct Modules {
+    pub registry: Registry,
+    /// The config's registry types.
+    pub types: Vec<String>,
+    /// What each type runs and refused, as last reported.
+    status: Mutex<BTreeMap<String, TypeStatus>>,
+    /// When each refused version was last tried.
+    refused_at: Mutex<HashMap<(String, String), Instant>>,
+    /// A message said a version changed.
+    changed: Notify,
+}
+
+impl Modules {
+    pub(crate) fn new(registry: Registry, types: Vec<String>) -> Self {
+        Self {
+            registry,
+            types,
+            status: Mutex::default(),
+            refused_at: Mutex::default(),
+            changed: Notify::new(),
+        }
+    }
+}
+
+/// Brings every registry type to its current version once (at start, before
+/// any task is claimed).
+pub(crate) async fn sync_once(shared: &Shared) {
+    if shared.modules.types.is_empty() {
+        return;
+    }
+    if let Err(e) = sync(shared).await {
+        tracing::warn!("reading the module registry failed: {e}");
+    }
+    report(shared).await;
+}
+
+/// Follows the registry until the worker stops.
+pub(crate) async fn run(shared: Arc<Shared>) {
+    if shared.modules.types.is_empty() {
+        return;
+    }
+    let listener = tokio::spawn(listen(shared.clone()));
+    let mut reported = Instant::now();
+    loop {
+        tokio::select! {
+            _ = shared.modules.changed.notified() => {}
+            _ = tokio::time::sleep(POLL) => {}
+        }
+        let changed = match sync(&shared).await {
+            Ok(changed) => changed,
+            Err(e) => {
+                tracing::debug!("reading the module registry failed: {e}");
+                false
+            }
+        };
+        if changed || reported.elapsed() >= REPORT_EVERY {
+            report(&shared).await;
+            reported = Instant::now();
+        }
+        if shared.is_stopping() {
+            break;
+        }
+    }
+    listener.abort();
+}
+
+/// Wakes the loop on every announcement; resubscribes when the connection
+/// drops (the poll covers the gap).
+async fn listen(shared: Arc<Shared>) {
+    use futures::StreamExt as _;
+    loop {
+        let mut pubsub = match shared.broker.pubsub().await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::debug!("module registry subscription failed: {e}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if let Err(e) = pubsub.subscribe(keys::CHANNEL).await {
+            tracing::debug!("module registry subscription failed: {e}");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        let mut messages = pubsub.on_message();
+        while messages.next().await.is_some() {
+            shared.modules.changed.notify_one();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Reads the current versions and takes every one this worker does not
+/// run yet. True when anything changed.
+async fn sync(shared: &Shared) -> Result<bool, crate::registry::RegistryError> {
+    let modules = &shared.modules;
+    let current = modules.registry.current_of_all(&modules.types).await?;
+    let mut changed = false;
+    for (task_type, target) in modules.types.iter().zip(current) {
+        let running = shared.runtime.module_hash_of(task_type).unwrap_or_default();
+        let Some(target) = target.filter(|t| *t != running) else {
+            let mut status = modules.status.lock().unwrap_or_else(|e| e.into_inner());
+            let entry = status.entry(task_type.clone()).or_default();
+            if entry.running != running || entry.refused.is_some() {
+                entry.running = running;
+                entry.refused = None;
+                changed = true;
+            }
+            continue;
+        };
+        let key = (task_type.clone(), target.clone());
+        let recently = modules
+            .refused_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .is_some_and(|at| at.elapsed() < RETRY_REFUSED);
+        if recently {
+            continue;
+        }
+        changed = true;
+        let started = Instant::now();
+        match take(shared, task_type, &target).await {
+            Ok(old) => {
+                tracing::info!(
+                    task_type = %task_type,
+                    module = %target,
+                    replaced = %old,
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "new module version installed; tasks from now on run it"
+                );
+                shared.metrics.module_installed(task_type, &target, &old);
+                modules
+                    .refused_at
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&key);
+                let mut status = modules.status.lock().unwrap_or_else(|e| e.into_inner());
+                status.insert(
+                    task_type.clone(),
+                    TypeStatus {
+                        running: target,
+                        refused: None,
+                    },
+                );
+            }
+            Err(reason) => {
+                tracing::warn!(
+                    task_type = %task_type,
+                    module = %target,
+                    running = %running,
+                    "not taking the new module version: {reason}; the old one keeps running"
+                );
+                shared.metrics.module_refused(task_type);
+                modules
+                    .refused_at
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(key, Instant::now());
+                let mut status = modules.status.lock().unwrap_or_else(|e| e.into_inner());
+                status.insert(
+                    task_type.clone(),
+                    TypeStatus {
+                        running,
+                        refused: Some(Refusal {
+                            hash: target,
+                            reason,
+                        }),
+                    },
+                );
+            }
+        }
+    }
+    Ok(changed)
+}
+
+/// Fetches, verifies, compiles and tries version `hash` of `task_type`,
+/// then installs it. Returns the hash it replaced.
+async fn take(shared: &Shared, task_type: &str, hash: &str) -> Result<String, String> {
+    let bytes = shared
+        .modules
+        .registry
+        .fetch(hash)
+        .await
+        .map_err(|e| e.to_string())?;
+    let runtime = shared.runtime.clone();
+    let name = task_type.to_owned();
+    let version = tokio::task::spawn_blocking(move || runtime.prepare(&name, bytes))
+        .await
+        .map_err(|e| format!("compiling it panicked: {e}"))??;
+    let runtime = shared.runtime.clone();
+    let version = shared
+        .sandbox
+        .spawn(async move {
+            let tried = runtime.try_instance(&version).await;
+            tried.map(|()| version)
+        })
+        .await
+        .map_err(|e| format!("trying an instance panicked: {e}"))??;
+    Ok(shared.runtime.install(version))
+}
+
+/// Writes what this worker runs into the registry.
+async fn report(shared: &Shared) {
+    let report = WorkerReport {
+        server_id: shared.server_id.clone(),
+        process: format!("{}:{}", super::maintenance::host(), std::process::id()),
+        at: now_secs(),
+        types: shared
+            .modules
+            .status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone(),
+    };
+    if let Err(e) = shared.modules.registry.report(&report).await {
+        tracing::debug!("reporting module versions failed: {e}");
+    }
+}
+
+/// Removes this worker's report (it stops).
+pub(crate) async fn forget(shared: &Shared) {
+    if shared.modules.types.is_empty() {
+        return;
+    }
+    let _ = shared
+        .modules
+        .registry
+        .forget_worker(&shared.server_id)
+        .await;
+}

@@ -1,0 +1,521 @@
+//! The module registry on the cluster: `wasq module push` during a drain
+//! swaps three `wasq worker` processes between tasks without losing or
+//! repeating one; broken versions are refused (at push, or by the one
+//! worker that cannot run them, which says why); rollback, a worker that
+//! starts after a push with no file on its host, and bad input in Redis
+//! (an unsealed upload, chunks that do not hash to their name, a missing
+//! chunk, a type with no version).
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use redis::AsyncCommands as _;
+use wasq::broker::QueueKeys;
+use wasq::registry::{Registry, RegistryError, keys};
+use wasq::{Task, TaskOptions};
+use wasq_tests::redis::shared_cluster;
+use wasq_tests::{TestConfig, example, guest, run_wasq, unique_queue};
+
+use crate::support::*;
+
+/// A task type of this test only (the registry is shared by all tests).
+fn unique_type(prefix: &str) -> String {
+    unique_queue(&format!("reg-{prefix}"))
+}
+
+/// A config on the shared cluster with queue `queue` and registry type
+/// `task_type` (with `memory`).
+fn registry_config(queue: &str, task_type: &str, memory: &str, queue_extra: &str) -> TestConfig {
+    let mut body = shared_cluster().toml();
+    body.push_str(&format!(
+        "\n[worker]\nconcurrency = 10\n\n[queues.{queue:?}]\n{queue_extra}\n\n\
+         [tasks.{task_type:?}]\nmodule = \"registry\"\nmemory = {memory:?}\nretry_delay = \"1s\"\n"
+    ));
+    TestConfig::new(&body)
+}
+
+fn push(config: &TestConfig, file: &std::path::Path, task_type: &str) -> (i32, String, String) {
+    run_wasq(&[
+        "module",
+        "push",
+        &file.display().to_string(),
+        "--type",
+        task_type,
+        "--config",
+        &config.path.display().to_string(),
+    ])
+}
+
+fn hash_of(file: &std::path::Path) -> String {
+    wasq::registry::hash_of(&std::fs::read(file).unwrap())
+}
+
+async fn registry() -> Registry {
+    Registry::new(cluster_client().await.broker().clone())
+}
+
+/// The component in `file` with a custom section naming a fresh id appended:
+/// the same handler under a hash no other test uses, so this test may
+/// damage its chunks.
+fn unique_component(file: &std::path::Path) -> Vec<u8> {
+    fn leb(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let mut bytes = std::fs::read(file).unwrap();
+    let name = b"wasq-test";
+    let id = uuid::Uuid::new_v4().to_string();
+    let mut body = Vec::new();
+    leb(name.len(), &mut body);
+    body.extend_from_slice(name);
+    body.extend_from_slice(id.as_bytes());
+    bytes.push(0);
+    leb(body.len(), &mut bytes);
+    bytes.extend_from_slice(&body);
+    bytes
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// Waits until every worker reporting `task_type` runs `hash` (and at
+/// least `workers` report it).
+async fn wait_running(task_type: &str, hash: &str, workers: usize) {
+    let registry = registry().await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let reports = registry.workers().await.unwrap();
+        let running: Vec<&str> = reports
+            .iter()
+            .filter_map(|r| r.types.get(task_type).map(|t| t.running.as_str()))
+            .collect();
+        if running.len() >= workers && running.iter().all(|h| *h == hash) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "workers of {task_type} run {running:?}, not {hash}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_during_a_drain_swaps_three_workers_without_losing_a_task() {
+    const N: usize = 10_000;
+    let q = unique_queue("regdrain");
+    let t = unique_type("drain");
+    // The rate spreads the drain over about 10 s, so the push lands in
+    // the middle of it.
+    let config = registry_config(&q, &t, "64MiB", "rate = \"1000/s\"\nburst = 20");
+    let (v1_file, v2_file) = (guest("misbehave"), example("noop"));
+    let (v1, v2) = (hash_of(&v1_file), hash_of(&v2_file));
+    let (code, out, err) = push(&config, &v1_file, &t);
+    assert_eq!(code, 0, "{out}{err}");
+
+    let client = cluster_client().await;
+    let opts = TaskOptions::default()
+        .queue(&q)
+        .max_retry(3)
+        .retention(Duration::from_secs(3600));
+    let tasks = (0..N)
+        .map(|_| (Task::new(&t, br#"{"do": "ok"}"#.to_vec()), opts.clone()))
+        .collect();
+    let ids: Vec<String> = client
+        .enqueue_batch(tasks)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().id)
+        .collect();
+    let mut workers: Vec<SpawnedWorker> = (0..3).map(|_| SpawnedWorker::start(&config)).collect();
+    wait_running(&t, &v1, 3).await;
+
+    let broker = client.broker().clone();
+    wait_for(|| async { broker.stats(&q).await.unwrap().completed >= 2_000 }).await;
+    let (code, out, err) = push(&config, &v2_file, &t);
+    let pushed_at = now_ms();
+    assert_eq!(code, 0, "{out}{err}");
+    let before = broker.stats(&q).await.unwrap();
+    assert!(
+        before.completed < N as u64 - 2_000,
+        "the push came too late to test a swap under load: {before:?}"
+    );
+    wait_running(&t, &v2, 3).await;
+
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let stats = broker.stats(&q).await.unwrap();
+        if stats.completed == N as u64 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the drain stalled: {stats:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Nothing lost, failed or run twice.
+    let stats = broker.stats(&q).await.unwrap();
+    assert_eq!(
+        (stats.pending, stats.active, stats.retry, stats.archived),
+        (0, 0, 0, 0),
+        "{stats:?}"
+    );
+    assert_eq!(stats.failed_total, 0);
+    let events: Vec<serde_json::Value> =
+        workers.iter_mut().flat_map(|w| w.drain_events()).collect();
+    assert_eq!(events.len(), N, "one run per task");
+    let unique: HashSet<&str> = events.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(unique.len(), N, "no task ran twice");
+    assert!(events.iter().all(|e| e["disposition"] == "completed"));
+
+    // Every task records v1 or v2, in Redis and in the worker's line, and
+    // every task started more than 1 s after the push ran v2.
+    let keys = QueueKeys::new(&q);
+    let mut pipe = redis::pipe();
+    for id in &ids {
+        pipe.hget(keys.task(id), "module");
+    }
+    let recorded: Vec<Option<String>> = pipe.query_async(&mut broker.conn()).await.unwrap();
+    let mut by_version: BTreeMap<String, usize> = BTreeMap::new();
+    for m in recorded {
+        let m = m.expect("every task records its module");
+        assert!(m == v1 || m == v2, "{m}");
+        *by_version.entry(m).or_default() += 1;
+    }
+    assert!(
+        by_version.get(&v1).is_some_and(|n| *n >= 2_000),
+        "{by_version:?}"
+    );
+    assert!(
+        by_version.get(&v2).is_some_and(|n| *n >= 2_000),
+        "{by_version:?}"
+    );
+    let mut late = 0;
+    for e in &events {
+        let started = e["started_at_ms"].as_u64().unwrap();
+        if started > pushed_at + 1_000 {
+            late += 1;
+            assert_eq!(
+                e["module"],
+                v2,
+                "a task started {}ms after the push ran v1",
+                started - pushed_at
+            );
+        }
+    }
+    assert!(late > 1_000, "only {late} tasks started after the swap");
+    // The history says who pushed what.
+    let history = registry().await.history(&t).await.unwrap();
+    assert_eq!(history.len(), 2);
+    assert_eq!(
+        (history[0].hash.as_str(), history[1].hash.as_str()),
+        (v2.as_str(), v1.as_str())
+    );
+    assert!(
+        history
+            .iter()
+            .all(|h| h.by.contains('@') && h.action == "push")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_versions_are_refused_at_push_or_by_the_worker_that_cannot_run_them() {
+    let q = unique_queue("regbroken");
+    let qb = unique_queue("regbroken-b");
+    let t = unique_type("broken");
+    let roomy = registry_config(&q, &t, "64MiB", "");
+    let small = registry_config(&qb, &t, "16MiB", "");
+    let v1 = hash_of(&guest("misbehave"));
+    let (code, out, err) = push(&roomy, &guest("misbehave"), &t);
+    assert_eq!(code, 0, "{out}{err}");
+
+    // The wrong world is refused at push, naming the missing export, and
+    // nothing changes.
+    let (code, _, err) = push(
+        &roomy,
+        &std::path::Path::new(env!("WASQ_GUESTS_DIR")).join("not-a-handler.wasm"),
+        &t,
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("missing export `handle`"), "{err}");
+    // So is a truncated component.
+    let dir = tempfile::tempdir().unwrap();
+    let truncated = dir.path().join("truncated.wasm");
+    let bytes = std::fs::read(example("noop")).unwrap();
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let (code, _, err) = push(&roomy, &truncated, &t);
+    assert_ne!(code, 0);
+    assert!(err.contains("truncated.wasm"), "{err}");
+    assert_eq!(registry().await.current_of(&t).await.unwrap(), v1);
+    assert_eq!(registry().await.history(&t).await.unwrap().len(), 1);
+
+    // A version one worker cannot run (48 MiB of static data, its memory
+    // limit is 16 MiB): the other takes it, this one keeps v1 and says why.
+    let mut a = SpawnedWorker::start(&roomy);
+    let mut b = SpawnedWorker::start(&small);
+    wait_running(&t, &v1, 2).await;
+    let big = hash_of(&guest("big-static"));
+    let (code, out, err) = push(&roomy, &guest("big-static"), &t);
+    assert_eq!(code, 0, "{out}{err}");
+    let registry = registry().await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (taken, refused) = loop {
+        let reports = registry.workers().await.unwrap();
+        let of = |hash: &str| {
+            reports
+                .iter()
+                .filter_map(|r| r.types.get(&t))
+                .filter(|s| s.running == hash)
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        let (taken, kept) = (of(&big), of(&v1));
+        if taken.len() == 1 && kept.len() == 1 && kept[0].refused.is_some() {
+            break (taken, kept[0].clone());
+        }
+        assert!(Instant::now() < deadline, "{reports:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(taken[0].refused.is_none());
+    let refusal = refused.refused.unwrap();
+    assert_eq!(refusal.hash, big);
+    assert!(
+        refusal.reason.contains("memory limit"),
+        "{}",
+        refusal.reason
+    );
+    // `module ls` shows it too.
+    let (code, out, err) = run_wasq(&[
+        "module",
+        "ls",
+        "--json",
+        "--config",
+        &small.path.display().to_string(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("raise `memory`"), "{out}");
+
+    // Both go on running tasks, each on its version.
+    let client = cluster_client().await;
+    for queue in [&q, &qb] {
+        client
+            .enqueue(
+                Task::new(&t, br#"{"do": "ok"}"#.to_vec()),
+                TaskOptions::default().queue(queue),
+            )
+            .await
+            .unwrap();
+    }
+    let on_a = first_event(&mut a).await;
+    let on_b = first_event(&mut b).await;
+    assert_eq!(on_a["module"], big, "{on_a}");
+    assert_eq!(on_b["module"], v1, "{on_b}");
+    assert_eq!(on_b["disposition"], "done", "{on_b}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_returns_every_worker_and_a_late_worker_needs_no_file() {
+    let q = unique_queue("regroll");
+    let t = unique_type("roll");
+    let config = registry_config(&q, &t, "64MiB", "");
+    let (v1, v2) = (hash_of(&guest("misbehave")), hash_of(&example("noop")));
+    for file in [guest("misbehave"), example("noop")] {
+        let (code, out, err) = push(&config, &file, &t);
+        assert_eq!(code, 0, "{out}{err}");
+    }
+    // A second push of the current version changes nothing.
+    let (code, out, _) = push(&config, &example("noop"), &t);
+    assert_eq!(code, 0);
+    assert!(out.contains("nothing changed"), "{out}");
+
+    // Started after the push, with no module file anywhere in its config.
+    let _w1 = SpawnedWorker::start(&config);
+    let _w2 = SpawnedWorker::start(&config);
+    wait_running(&t, &v2, 2).await;
+
+    let cfg = config.path.display().to_string();
+    let (code, out, err) = run_wasq(&["module", "rollback", &t, "--config", &cfg]);
+    assert_eq!(code, 0, "{out}{err}");
+    wait_running(&t, &v1, 2).await;
+    let (code, out, err) = run_wasq(&["module", "history", &t, "--json", "--config", &cfg]);
+    assert_eq!(code, 0, "{err}");
+    let history: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(history["current"], v1);
+    let actions: Vec<&str> = history["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["rollback", "push", "push"]);
+
+    // Forward again by a prefix of the hash; a third worker starts on it.
+    let (code, out, err) = run_wasq(&[
+        "module",
+        "rollback",
+        &t,
+        "--to",
+        &v2[..10],
+        "--config",
+        &cfg,
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let _w3 = SpawnedWorker::start(&config);
+    wait_running(&t, &v2, 3).await;
+    let (code, _, err) = run_wasq(&[
+        "module", "rollback", &t, "--to", "ffffffff", "--config", &cfg,
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("never ran a version ffffffff"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_in_the_registry_gets_a_clear_error_and_the_worker_keeps_its_version() {
+    let q = unique_queue("regbad");
+    let t = unique_type("bad");
+    let config = registry_config(&q, &t, "64MiB", "");
+    let broker = cluster_client().await.broker().clone();
+    let small_chunks = Registry::new(broker.clone()).chunk_size(64 << 10);
+
+    // A type with no version: clear errors, and its tasks wait (requeued,
+    // no retry used) in a worker that starts anyway.
+    let cfg = config.path.display().to_string();
+    let (code, _, err) = run_wasq(&["module", "history", &t, "--config", &cfg]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("has no version in the module registry"),
+        "{err}"
+    );
+    let (code, _, err) = run_wasq(&["module", "rollback", &t, "--config", &cfg]);
+    assert_ne!(code, 0);
+    assert!(err.contains("has no version"), "{err}");
+    let mut worker = RunningWorker::start(&config).await;
+    let client = cluster_client().await;
+    client
+        .enqueue(
+            Task::new(&t, br#"{"do": "ok"}"#.to_vec()),
+            TaskOptions::default().queue(&q).max_retry(0),
+        )
+        .await
+        .unwrap();
+    let waited = worker.next(1, Duration::from_secs(10)).await.remove(0);
+    assert_eq!(waited.disposition, wasq::worker::Disposition::Requeued);
+    assert!(
+        waited.error.as_deref().unwrap_or("").contains("no version"),
+        "{waited:?}"
+    );
+
+    // An upload that stopped half way cannot be sealed or pointed at.
+    let bytes = unique_component(&example("noop"));
+    let hash = wasq::registry::hash_of(&bytes);
+    let mut conn = broker.conn();
+    let () = conn
+        .set(keys::chunk(&hash, 0), &bytes[..64 << 10])
+        .await
+        .unwrap();
+    let chunks = bytes.len().div_ceil(64 << 10);
+    match small_chunks.seal(&hash, bytes.len() as u64, chunks).await {
+        Err(RegistryError::Missing { detail, .. }) => {
+            assert!(detail.contains("missing chunk 1"), "{detail}")
+        }
+        other => panic!("{other:?}"),
+    }
+    match small_chunks.point(&t, &hash, "test@host", "push").await {
+        Err(RegistryError::Missing { detail, .. }) => {
+            assert!(detail.contains("no manifest"), "{detail}")
+        }
+        other => panic!("{other:?}"),
+    }
+    let _: i64 = conn.del(keys::chunk(&hash, 0)).await.unwrap();
+
+    // v1, properly, in several chunks: the waiting task runs on it.
+    let v1_bytes = std::fs::read(guest("misbehave")).unwrap();
+    let v1 = small_chunks.push(&t, &v1_bytes, "test@host").await.unwrap();
+    let ran = worker.next(1, Duration::from_secs(15)).await.remove(0);
+    assert_eq!(ran.disposition, wasq::worker::Disposition::Done, "{ran:?}");
+    assert_eq!(ran.module, v1.hash);
+
+    // Chunks that do not hash to their name: refused, v1 keeps running.
+    let (v2, _) = small_chunks
+        .upload(&unique_component(&example("noop")))
+        .await
+        .unwrap();
+    let _: i64 = conn
+        .setrange(keys::chunk(&v2, 0), 100, "garbage")
+        .await
+        .unwrap();
+    small_chunks
+        .point(&t, &v2, "test@host", "push")
+        .await
+        .unwrap();
+    let reason = refusal_of(&t, &v2).await;
+    assert!(reason.contains("do not match"), "{reason}");
+    // A missing chunk (deleted by hand): refused, naming the chunk.
+    let v3_bytes = unique_component(&guest("handler-v0-1"));
+    assert!(v3_bytes.len() > 64 << 10, "two chunks or more");
+    let (v3, _) = small_chunks.upload(&v3_bytes).await.unwrap();
+    let _: i64 = conn.del(keys::chunk(&v3, 1)).await.unwrap();
+    small_chunks
+        .point(&t, &v3, "test@host", "push")
+        .await
+        .unwrap();
+    let reason = refusal_of(&t, &v3).await;
+    assert!(reason.contains("chunk 1 of"), "{reason}");
+
+    // Through all of it the worker runs v1.
+    client
+        .enqueue(
+            Task::new(&t, br#"{"do": "ok"}"#.to_vec()),
+            TaskOptions::default().queue(&q),
+        )
+        .await
+        .unwrap();
+    let ran = worker.next(1, Duration::from_secs(10)).await.remove(0);
+    assert_eq!(ran.disposition, wasq::worker::Disposition::Done, "{ran:?}");
+    assert_eq!(ran.module, v1.hash);
+    // Fixing the version in place (uploading it again) lets the worker take it.
+    let _: i64 = conn.del(keys::manifest(&v3)).await.unwrap();
+    small_chunks.upload(&v3_bytes).await.unwrap();
+    wait_running(&t, &v3, 1).await;
+    worker.stop().await;
+}
+
+/// The first task event a spawned worker prints.
+async fn first_event(worker: &mut SpawnedWorker) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(e) = worker.drain_events().into_iter().next() {
+            return e;
+        }
+        assert!(Instant::now() < deadline, "no task ran");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until a worker reports refusing `hash` for `task_type`; returns why.
+async fn refusal_of(task_type: &str, hash: &str) -> String {
+    let registry = registry().await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        for report in registry.workers().await.unwrap() {
+            if let Some(refused) = report.types.get(task_type).and_then(|s| s.refused.clone())
+                && refused.hash == hash
+            {
+                return refused.reason;
+            }
+        }
+        assert!(Instant::now() < deadline, "no worker refused {hash}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
