@@ -24,6 +24,7 @@ mod priority;
 mod python;
 mod recovery;
 mod registry;
+mod reload;
 mod sandbox;
 mod startup;
 mod support;

@@ -168,7 +168,32 @@ impl SpawnedWorker {
         Self::spawn(config, std::fs::File::create(log).unwrap().into(), filter)
     }
 
+    /// Like [`start_logging_at`](Self::start_logging_at), with `extra`
+    /// arguments for `wasq worker` (e.g. `--watch`).
+    pub(crate) fn start_with(
+        config: &TestConfig,
+        log: &std::path::Path,
+        filter: &str,
+        extra: &[&str],
+    ) -> Self {
+        Self::spawn_with(
+            config,
+            std::fs::File::create(log).unwrap().into(),
+            filter,
+            extra,
+        )
+    }
+
     fn spawn(config: &TestConfig, stderr: std::process::Stdio, filter: &str) -> Self {
+        Self::spawn_with(config, stderr, filter, &[])
+    }
+
+    fn spawn_with(
+        config: &TestConfig,
+        stderr: std::process::Stdio,
+        filter: &str,
+        extra: &[&str],
+    ) -> Self {
         let mut child = std::process::Command::new(wasq_tests::wasq_bin())
             .args([
                 "worker",
@@ -178,6 +203,7 @@ impl SpawnedWorker {
                 "--config",
                 &config.path.display().to_string(),
             ])
+            .args(extra)
             .stdout(std::process::Stdio::piped())
             .stderr(stderr)
             .spawn()

@@ -24,6 +24,14 @@ pub struct Args {
     /// (overrides `[worker] metrics`).
     #[arg(long)]
     metrics: Option<std::net::SocketAddr>,
+    /// Reload when the config file or a module file changes (checked twice
+    /// a second). Modules, limits, grants, new task types and each queue's
+    /// priority, concurrency and rate limits apply between tasks; anything
+    /// else (the Redis address, [worker], [runtime], the set of queues) is
+    /// refused with a message and the running config stays. SIGHUP reloads
+    /// too, with or without --watch.
+    #[arg(long)]
+    watch: bool,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -54,6 +62,13 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let mut worker = Worker::connect_patiently(&config, runtime, shutdown_signal()).await?;
     let mut events = worker.events();
+    let reloads = tokio::spawn(reloads(
+        worker.reloader(),
+        args.config.config.clone(),
+        args.watch,
+        args.metrics,
+        args.credentials.clone(),
+    ));
     let json = args.json;
     let quiet = args.quiet;
     let printer = tokio::spawn(async move {
@@ -93,6 +108,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     );
     worker.run(shutdown_signal()).await?;
     printer.abort();
+    reloads.abort();
     Ok(ExitCode::SUCCESS)
 }
 
@@ -139,6 +155,89 @@ async fn registry_modules(
         }
     }
     Ok(modules)
+}
+
+/// Reloads the config on SIGHUP, and with `watch` whenever the config file
+/// or one of its module files changes.
+async fn reloads(
+    reloader: wasq::worker::Reloader,
+    path: std::path::PathBuf,
+    watch: bool,
+    metrics: Option<std::net::SocketAddr>,
+    credentials: super::connect::Credentials,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot install a SIGHUP handler; reload with --watch");
+        return;
+    };
+    let mut seen = snapshot(&path);
+    loop {
+        tokio::select! {
+            _ = hangup.recv() => {}
+            _ = tokio::time::sleep(std::time::Duration::from_millis(500)), if watch => {
+                let now = snapshot(&path);
+                if now == seen {
+                    continue;
+                }
+            }
+        }
+        seen = snapshot(&path);
+        let mut config = match wasq::config::Config::load(&path) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!(
+                    "wasq worker: {} not applied: {e}; the running config stays",
+                    path.display()
+                );
+                continue;
+            }
+        };
+        if metrics.is_some() {
+            config.worker.metrics = metrics;
+        }
+        if let Some(redis) = &mut config.redis {
+            credentials.apply(redis);
+        }
+        match reloader.reload(config).await {
+            Ok(changes) => {
+                tracing::info!(?changes, "config reloaded");
+                eprintln!(
+                    "wasq worker: reloaded {} (types added {:?}, removed {:?}, new modules {:?}, new settings {:?})",
+                    path.display(),
+                    changes.added,
+                    changes.removed,
+                    changes.new_modules,
+                    changes.resettled
+                );
+            }
+            Err(e) => {
+                tracing::warn!("config reload refused: {e}");
+                eprintln!("wasq worker: {}: {e}", path.display());
+            }
+        }
+    }
+}
+
+/// The modification time and size of the config file and of every module
+/// file it names.
+fn snapshot(
+    path: &std::path::Path,
+) -> Vec<(std::path::PathBuf, Option<(std::time::SystemTime, u64)>)> {
+    let stamp = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .ok()
+            .and_then(|m| Some((m.modified().ok()?, m.len())))
+    };
+    let mut files = vec![(path.to_owned(), stamp(path))];
+    if let Ok(config) = wasq::config::Config::load(path) {
+        for task in config.tasks.values().filter(|t| !t.from_registry()) {
+            let module = config.resolve(task.module.get_ref());
+            let s = stamp(&module);
+            files.push((module, s));
+        }
+    }
+    files
 }
 
 async fn shutdown_signal() {

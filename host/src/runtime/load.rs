@@ -37,6 +37,7 @@ pub(crate) struct TaskType {
 
 /// A component prepared for instantiation, by the `wasq:task` version it
 /// was built against.
+#[derive(Clone)]
 pub(crate) enum Pre {
     /// The current version.
     Current(HandlerPre<SandboxState>),
@@ -76,6 +77,13 @@ pub(crate) struct ModuleFile {
     bytes: Vec<u8>,
     /// What one sandbox of it takes.
     pub footprint: Footprint,
+}
+
+impl ModuleFile {
+    /// The module's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
 }
 
 /// Reads the module of task type `name` and its footprint, and refuses one
@@ -208,6 +216,43 @@ pub(crate) fn task_type(
         grants: Arc::new(grants),
         http: Arc::new(http),
         pre,
+    })
+}
+
+/// The same module as `old` under task type `name`'s settings in `config`
+/// (limits, grants, outbound HTTP): what a reload does to a type whose
+/// module did not change. Nothing is compiled.
+pub(crate) fn retarget(
+    old: &TaskType,
+    config: &Config,
+    name: &str,
+    task: &TaskTypeConfig,
+) -> Result<TaskType, RuntimeError> {
+    let limits = config.limits_of(name).unwrap_or_default();
+    if old.info.footprint.largest_memory > limits.memory {
+        return Err(RuntimeError::Config(config.invalid_at(
+            task.module.span(),
+            format!("tasks.{}.memory", key(name)),
+            format!(
+                "module {} starts with {} of linear memory, more than the new memory limit of {}",
+                old.info.module.display(),
+                ByteSize(old.info.footprint.largest_memory),
+                ByteSize(limits.memory),
+            ),
+        )));
+    }
+    let grants = grants(config, name, task)?;
+    let http = HttpPolicy::of(config, name).map_err(|message| RuntimeError::Grant {
+        task_type: name.to_owned(),
+        message,
+    })?;
+    let mut info = old.info.clone();
+    info.limits = limits;
+    Ok(TaskType {
+        info,
+        grants: Arc::new(grants),
+        http: Arc::new(http),
+        pre: old.pre.clone(),
     })
 }
 

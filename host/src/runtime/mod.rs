@@ -66,7 +66,7 @@ pub use load::{TaskTypeInfo, WORLD};
 pub use outcome::{
     Action, Failure, HOST_RESOURCES_DELAY, HandlerError, LimitExceeded, Outcome, TrapCause,
 };
-pub use swap::Version;
+pub use swap::{Reconfigured, Version};
 
 use crate::config::{Config, ConfigError};
 use bindings::Handler;
@@ -320,10 +320,11 @@ impl Runtime {
             slots: Arc::new(Semaphore::new(config.runtime.max_sandboxes as usize)),
             grace: tick * 4 + Duration::from_millis(50),
             loader: swap::Loader {
-                config: config.clone(),
+                config: RwLock::new(Arc::new(config.clone())),
                 linker,
                 cache,
                 pool: footprint,
+                max_memory,
             },
         })
     }

@@ -12,7 +12,8 @@
 //!                        keep the old one to their end
 //! ```
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use wasmtime::component::Linker;
@@ -22,8 +23,9 @@ use super::footprint::Footprint;
 use super::journal::TaskTags;
 use super::load::{self, Pre, TaskType};
 use super::sandbox::SandboxState;
-use super::{Runtime, TaskTypeInfo};
+use super::{Runtime, RuntimeError, TaskTypeInfo};
 use crate::config::Config;
+use crate::units::ByteSize;
 
 /// The least a pool serving registry types is sized for, so a later version
 /// a little larger than the first (a few more core instances, as a Python or
@@ -41,11 +43,37 @@ pub(crate) const REGISTRY_FLOOR: Footprint = Footprint {
 
 /// What a runtime keeps to load later versions with.
 pub(crate) struct Loader {
-    pub config: Config,
+    /// The config the task types were loaded from (replaced by
+    /// [`Runtime::reconfigure`]).
+    pub config: RwLock<Arc<Config>>,
     pub linker: Linker<SandboxState>,
     pub cache: ComponentCache,
     /// What the pool was sized for.
     pub pool: Footprint,
+    /// The largest memory limit the pool's slots hold.
+    pub max_memory: u64,
+}
+
+impl Loader {
+    fn config(&self) -> Arc<Config> {
+        self.config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+/// What a reload changed in the task types.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Reconfigured {
+    /// Types added.
+    pub added: Vec<String>,
+    /// Types removed.
+    pub removed: Vec<String>,
+    /// Types that run another module file now.
+    pub new_modules: Vec<String>,
+    /// Types whose limits, grants or HTTP settings changed.
+    pub resettled: Vec<String>,
 }
 
 /// A module version ready to install for a task type.
@@ -64,7 +92,7 @@ impl Runtime {
     /// The task types of the config whose module comes from the registry.
     pub fn registry_types(&self) -> Vec<String> {
         self.loader
-            .config
+            .config()
             .tasks
             .iter()
             .filter(|(_, t)| t.from_registry())
@@ -80,7 +108,7 @@ impl Runtime {
     /// Whether `task_type` is a registry type with no version yet.
     pub(crate) fn waits_for_registry(&self, task_type: &str) -> bool {
         self.loader
-            .config
+            .config()
             .tasks
             .get(task_type)
             .is_some_and(|t| t.from_registry())
@@ -91,7 +119,7 @@ impl Runtime {
     /// limit, the world) and that it fits the pool, and compiles it (or
     /// loads it from the cache). CPU-heavy: call it from `spawn_blocking`.
     pub fn prepare(&self, task_type: &str, bytes: Vec<u8>) -> Result<Version, String> {
-        let config = &self.loader.config;
+        let config = &*self.loader.config();
         let task = config
             .tasks
             .get(task_type)
@@ -148,6 +176,121 @@ impl Runtime {
             .map(|old| old.info.module_hash.clone())
             .unwrap_or_default()
     }
+}
+
+impl Runtime {
+    /// Loads the task types of `config` in place of the current ones, all
+    /// or nothing: types whose module is unchanged (same file bytes, or a
+    /// registry type) keep their compiled code and take the new limits and
+    /// grants; changed or new files are loaded as at start (from the cache
+    /// when compiled before); new registry types wait for their version.
+    /// Tasks already running finish on what they started with. Refused when
+    /// a new limit or module does not fit the pool sized at start.
+    /// CPU-heavy when files changed: call it from `spawn_blocking`.
+    pub fn reconfigure(&self, config: &Config) -> Result<Reconfigured, RuntimeError> {
+        let old_config = self.loader.config();
+        let old = self.read_types().clone();
+        let mut types = BTreeMap::new();
+        let mut changes = Reconfigured::default();
+        for (name, task) in &config.tasks {
+            let limits = config.limits_of(name).unwrap_or_default();
+            if limits.memory > self.loader.max_memory {
+                return Err(RuntimeError::Config(config.invalid_at(
+                    task.module.span(),
+                    format!("tasks.{}.memory", crate::config::toml_key(name)),
+                    format!(
+                        "{} is more than the {} this worker's sandboxes were sized for at \
+                         start: restart the worker to raise it",
+                        ByteSize(limits.memory),
+                        ByteSize(self.loader.max_memory)
+                    ),
+                )));
+            }
+            let before = old_config.tasks.get(name);
+            let same_source = before.is_some_and(|b| b.from_registry() == task.from_registry());
+            let file = if task.from_registry() {
+                None
+            } else {
+                load::read(config, name, task, &BTreeMap::new())?
+            };
+            let loaded = match (old.get(name), file) {
+                // A registry type: its version stays, its settings change.
+                (Some(old_type), None) if same_source => {
+                    Some(load::retarget(old_type, config, name, task)?)
+                }
+                (_, None) => None,
+                (Some(old_type), Some(file))
+                    if same_source
+                        && ComponentCache::module_hash(file.bytes())
+                            == old_type.info.module_hash =>
+                {
+                    Some(load::retarget(old_type, config, name, task)?)
+                }
+                (_, Some(file)) => {
+                    fits(&file.footprint, &self.loader.pool).map_err(|message| {
+                        RuntimeError::World {
+                            task_type: name.clone(),
+                            module: config.resolve(task.module.get_ref()),
+                            message,
+                        }
+                    })?;
+                    if before.is_some() {
+                        changes.new_modules.push(name.clone());
+                    }
+                    Some(load::task_type(
+                        config,
+                        name,
+                        task,
+                        file,
+                        &self.engine,
+                        &self.loader.linker,
+                        &self.loader.cache,
+                    )?)
+                }
+            };
+            match before {
+                None => changes.added.push(name.clone()),
+                Some(b)
+                    if !changes.new_modules.contains(name)
+                        && (old_config.limits_of(name) != config.limits_of(name)
+                            || !same_grants(b, task)) =>
+                {
+                    changes.resettled.push(name.clone())
+                }
+                _ => {}
+            }
+            if let Some(loaded) = loaded {
+                types.insert(name.clone(), Arc::new(loaded));
+            }
+        }
+        changes.removed = old_config
+            .tasks
+            .keys()
+            .filter(|name| !config.tasks.contains_key(*name))
+            .cloned()
+            .collect();
+        *self.types.write().unwrap_or_else(|e| e.into_inner()) = types;
+        *self
+            .loader
+            .config
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Arc::new(config.clone());
+        Ok(changes)
+    }
+}
+
+/// Whether two configs of a type grant the same (directories, env, clock,
+/// sockets, enqueues, outbound HTTP).
+fn same_grants(a: &crate::config::TaskTypeConfig, b: &crate::config::TaskTypeConfig) -> bool {
+    let grants = |t: &crate::config::TaskTypeConfig| {
+        format!(
+            "{:?}",
+            (
+                &t.dirs, &t.env, t.clock, &t.network, &t.enqueue, &t.http, &t.http_ca
+            )
+        )
+    };
+    grants(a) == grants(b)
 }
 
 /// Refuses a module that needs more of the pool than it was sized for at

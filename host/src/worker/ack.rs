@@ -125,7 +125,7 @@ pub(crate) async fn run(shared: Arc<Shared>, queue: Arc<QueueState>, Inbox(mut r
                 want: slots.len(),
                 lease_expiry,
                 hint: &mut hint,
-                limits: queue.limits,
+                limits: queue.limits(),
             };
             match shared
                 .broker
@@ -211,7 +211,7 @@ fn may_refill(shared: &Shared, queue: &Arc<QueueState>) -> bool {
     }
     shared.queues.iter().all(|other| {
         Arc::ptr_eq(other, queue)
-            || (shared.settings.strict_priority && other.priority < queue.priority)
+            || (shared.settings.strict_priority && other.priority() < queue.priority())
             || other.known_empty()
     })
 }

@@ -99,7 +99,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             let mut hint = queue.hint.lock().await;
             let claimed = shared
                 .broker
-                .claim_within(&queue.keys, want, lease_expiry, &mut hint, &queue.limits)
+                .claim_within(&queue.keys, want, lease_expiry, &mut hint, &queue.limits())
                 .await;
             if let Ok(c) = &claimed {
                 if let Some(held) = c.held {
@@ -168,21 +168,21 @@ pub(crate) async fn run(shared: Arc<Shared>) {
 fn order(shared: &Shared) -> Vec<Arc<QueueState>> {
     let mut queues: Vec<Arc<QueueState>> = shared.queues.clone();
     if shared.settings.strict_priority {
-        queues.sort_by_key(|q| std::cmp::Reverse(q.priority));
+        queues.sort_by_key(|q| std::cmp::Reverse(q.priority()));
         return queues;
     }
     let mut rng = rand::rng();
     let mut ordered = Vec::with_capacity(queues.len());
     while !queues.is_empty() {
-        let total: u32 = queues.iter().map(|q| q.priority).sum();
+        let total: u32 = queues.iter().map(|q| q.priority()).sum();
         let mut pick = rng.random_range(0..total);
         let index = queues
             .iter()
             .position(|q| {
-                if pick < q.priority {
+                if pick < q.priority() {
                     true
                 } else {
-                    pick -= q.priority;
+                    pick -= q.priority();
                     false
                 }
             })

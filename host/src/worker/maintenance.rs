@@ -237,7 +237,7 @@ async fn register(shared: &Shared, active: usize) -> Result<(), crate::broker::B
         queues: shared
             .queues
             .iter()
-            .map(|q| (q.keys.name().to_owned(), q.priority as i32))
+            .map(|q| (q.keys.name().to_owned(), q.priority() as i32))
             .collect(),
         strict_priority: shared.settings.strict_priority,
         status: if shared.is_stopping() {

@@ -464,11 +464,11 @@ async fn render(shared: &Shared) -> String {
         let by_queue = QueueLabels {
             queue: name.clone(),
         };
-        m.limit.get_or_create(&by_queue).set(queue.cap as i64);
+        m.limit.get_or_create(&by_queue).set(queue.cap() as i64);
         m.inflight
             .get_or_create(&by_queue)
-            .set(queue.cap as i64 - queue.slots.available_permits() as i64);
-        let limited = queue.limits.any();
+            .set(queue.cap() as i64 - queue.slots.available_permits() as i64);
+        let limited = queue.limits().any();
         let read = async {
             let stats = shared.broker.stats(&name).await?;
             let latency = shared.broker.latency(&name).await?;
@@ -518,13 +518,13 @@ fn render_limits(m: &Metrics, queue: &super::QueueState, status: &crate::broker:
     let by_queue = QueueLabels {
         queue: queue.keys.name().to_owned(),
     };
-    if let Some(rate) = queue.limits.rate {
+    if let Some(rate) = queue.limits().rate {
         m.rate.get_or_create(&by_queue).set(rate.per_second());
         m.rate_tokens
             .get_or_create(&by_queue)
             .set(status.tokens.unwrap_or(0.0));
     }
-    if let Some(max) = queue.limits.max_running {
+    if let Some(max) = queue.limits().max_running {
         m.max_running.get_or_create(&by_queue).set(max as i64);
     }
     for (limit, n) in [

@@ -27,12 +27,15 @@ mod maintenance;
 mod metrics;
 mod modules;
 mod process;
+mod reload;
 pub mod usage;
+
+pub use reload::{ReloadError, Reloader};
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -121,10 +124,11 @@ pub enum Disposition {
 pub(crate) struct QueueState {
     pub keys: QueueKeys,
     pub acker: ack::Acker,
-    pub priority: u32,
+    /// The queue's weight (a reload may change it).
+    pub priority: AtomicU32,
     pub slots: Arc<Semaphore>,
-    /// The queue's concurrency on this worker.
-    pub cap: usize,
+    /// The queue's concurrency on this worker (a reload may change it).
+    pub cap: AtomicUsize,
     /// How much of the queue's archive upkeep keeps.
     pub archive: ArchiveLimits,
     /// The ids the last claim saw next in line (see [`Broker::claim`]),
@@ -133,8 +137,9 @@ pub(crate) struct QueueState {
     /// When a claim last found the queue empty (or paused), as
     /// milliseconds since [`CLOCK`] plus one; 0 once it had work again.
     pub empty_at: AtomicU64,
-    /// The queue's cluster-wide limits (decided in the claim script).
-    pub limits: QueueLimits,
+    /// The queue's cluster-wide limits (decided in the claim script; a
+    /// reload may change them).
+    pub limits: RwLock<QueueLimits>,
     /// Until when a limit holds the queue's claims back, as milliseconds
     /// since [`CLOCK`]; no claim is tried before then.
     pub held_until: AtomicU64,
@@ -159,6 +164,21 @@ const EMPTY_FOR: Duration = Duration::from_millis(100);
 static CLOCK: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
 
 impl QueueState {
+    /// The queue's weight.
+    pub fn priority(&self) -> u32 {
+        self.priority.load(Ordering::Relaxed)
+    }
+
+    /// The queue's concurrency on this worker.
+    pub fn cap(&self) -> usize {
+        self.cap.load(Ordering::Relaxed)
+    }
+
+    /// The queue's cluster-wide limits.
+    pub fn limits(&self) -> QueueLimits {
+        *self.limits.read().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// A claim found nothing to take.
     pub fn mark_empty(&self) {
         let now = CLOCK.elapsed().as_millis() as u64 + 1;
@@ -272,7 +292,7 @@ pub(crate) struct Shared {
     pub queues: Vec<Arc<QueueState>>,
     pub global: Arc<Semaphore>,
     pub inflight: Mutex<HashMap<String, HashMap<String, Running>>>,
-    pub retry_delays: HashMap<String, RetryDelay>,
+    pub retry_delays: RwLock<HashMap<String, RetryDelay>>,
     pub events: Option<mpsc::UnboundedSender<TaskEvent>>,
     pub stopping: AtomicBool,
     pub stop: Notify,
@@ -288,6 +308,8 @@ pub(crate) struct Shared {
     pub periodic: Vec<crate::schedule::Entry>,
     /// The task types whose module comes from the registry.
     pub modules: modules::Modules,
+    /// The config running now (replaced by a reload).
+    pub config: Mutex<Config>,
 }
 
 /// A worker ready to run: the queues of a config, the sandbox runtime of
@@ -436,13 +458,13 @@ impl Worker {
                     Arc::new(QueueState {
                         acker,
                         keys: QueueKeys::new(&name),
-                        priority: priority.max(1),
+                        priority: AtomicU32::new(priority.max(1)),
                         slots: Arc::new(Semaphore::new(cap)),
-                        cap,
+                        cap: AtomicUsize::new(cap),
                         archive,
                         hint: Default::default(),
                         empty_at: AtomicU64::new(0),
-                        limits,
+                        limits: RwLock::new(limits),
                         held_until: AtomicU64::new(0),
                         groups,
                         group_task_type,
@@ -462,10 +484,7 @@ impl Worker {
         } else {
             Vec::new()
         };
-        let modules = modules::Modules::new(
-            crate::registry::Registry::new(broker.clone()),
-            runtime.registry_types(),
-        );
+        let modules = modules::Modules::new(crate::registry::Registry::new(broker.clone()));
         let retry_delays = config
             .tasks
             .iter()
@@ -481,7 +500,7 @@ impl Worker {
                 settings,
                 queues,
                 inflight: Mutex::default(),
-                retry_delays,
+                retry_delays: RwLock::new(retry_delays),
                 events: None,
                 stopping: AtomicBool::new(false),
                 stop: Notify::new(),
@@ -493,6 +512,7 @@ impl Worker {
                 usage: usage::Usage::default().with_task_types(config.tasks.keys()),
                 periodic,
                 modules,
+                config: Mutex::new(config.clone()),
             }),
             sandbox_threads: Some(sandbox_threads),
             inboxes,
@@ -525,7 +545,7 @@ impl Worker {
             shared.broker.register_queue(queue.keys.name()).await?;
             shared
                 .broker
-                .publish_limits(&queue.keys, &queue.limits)
+                .publish_limits(&queue.keys, &queue.limits())
                 .await?;
             background.push(tokio::spawn(dispatch::waker(shared.clone(), queue.clone())));
             background.push(tokio::spawn(ack::run(shared.clone(), queue.clone(), inbox)));

@@ -27,8 +27,6 @@ const REPORT_EVERY: Duration = Duration::from_secs(5);
 /// The registry side of a worker.
 pub(crate) struct Modules {
     pub registry: Registry,
-    /// The config's registry types.
-    pub types: Vec<String>,
     /// What each type runs and refused, as last reported.
     status: Mutex<BTreeMap<String, TypeStatus>>,
     /// When each refused version was last tried.
@@ -38,10 +36,9 @@ pub(crate) struct Modules {
 }
 
 impl Modules {
-    pub(crate) fn new(registry: Registry, types: Vec<String>) -> Self {
+    pub(crate) fn new(registry: Registry) -> Self {
         Self {
             registry,
-            types,
             status: Mutex::default(),
             refused_at: Mutex::default(),
             changed: Notify::new(),
@@ -52,7 +49,7 @@ impl Modules {
 /// Brings every registry type to its current version once (at start, before
 /// any task is claimed).
 pub(crate) async fn sync_once(shared: &Shared) {
-    if shared.modules.types.is_empty() {
+    if shared.runtime.registry_types().is_empty() {
         return;
     }
     if let Err(e) = sync(shared).await {
@@ -63,15 +60,16 @@ pub(crate) async fn sync_once(shared: &Shared) {
 
 /// Follows the registry until the worker stops.
 pub(crate) async fn run(shared: Arc<Shared>) {
-    if shared.modules.types.is_empty() {
-        return;
-    }
     let listener = tokio::spawn(listen(shared.clone()));
     let mut reported = Instant::now();
     loop {
         tokio::select! {
             _ = shared.modules.changed.notified() => {}
             _ = tokio::time::sleep(POLL) => {}
+        }
+        // A reload may add or remove registry types.
+        if shared.runtime.registry_types().is_empty() {
+            continue;
         }
         let changed = match sync(&shared).await {
             Ok(changed) => changed,
@@ -121,9 +119,15 @@ async fn listen(shared: Arc<Shared>) {
 /// run yet. True when anything changed.
 async fn sync(shared: &Shared) -> Result<bool, crate::registry::RegistryError> {
     let modules = &shared.modules;
-    let current = modules.registry.current_of_all(&modules.types).await?;
+    let types = shared.runtime.registry_types();
+    let current = modules.registry.current_of_all(&types).await?;
     let mut changed = false;
-    for (task_type, target) in modules.types.iter().zip(current) {
+    modules
+        .status
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|t, _| types.contains(t));
+    for (task_type, target) in types.iter().zip(current) {
         let running = shared.runtime.module_hash_of(task_type).unwrap_or_default();
         let Some(target) = target.filter(|t| *t != running) else {
             let mut status = modules.status.lock().unwrap_or_else(|e| e.into_inner());
@@ -247,7 +251,7 @@ async fn report(shared: &Shared) {
 
 /// Removes this worker's report (it stops).
 pub(crate) async fn forget(shared: &Shared) {
-    if shared.modules.types.is_empty() {
+    if shared.runtime.registry_types().is_empty() {
         return;
     }
     let _ = shared

@@ -386,6 +386,8 @@ async fn fail(
             let delay = delay.unwrap_or_else(|| {
                 shared
                     .retry_delays
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
                     .get(&msg.r#type)
                     .copied()
                     .unwrap_or_default()
