@@ -29,6 +29,12 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             "config": args.config.config,
             "cache_dir": cache_dir,
             "cache": if cache_on { "on" } else { "off" },
+            "registry_types": config
+                .tasks
+                .iter()
+                .filter(|(_, t)| t.from_registry())
+                .map(|(name, _)| name.clone())
+                .collect::<Vec<_>>(),
             "task_types": types.iter().map(|t| serde_json::json!({
                 "name": t.name,
                 "module": t.module,
@@ -102,6 +108,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             "      limits: fuel {fuel}, memory {}, timeout {}",
             ByteSize(t.limits.memory),
             humantime::format_duration(t.limits.timeout),
+        );
+    }
+    for (name, _) in config.tasks.iter().filter(|(_, t)| t.from_registry()) {
+        println!(
+            "  {name}  module = \"registry\": checked when pushed (`wasq module push FILE --type {name}`)"
         );
     }
     Ok(ExitCode::SUCCESS)
