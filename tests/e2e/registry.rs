@@ -519,3 +519,185 @@ async fn refusal_of(task_type: &str, hash: &str) -> String {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Waits until `workers` workers report `canary` as `task_type`'s canary
+/// (`None`: none).
+async fn wait_canary(task_type: &str, canary: Option<&str>, workers: usize) {
+    let registry = registry().await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let reports = registry.workers().await.unwrap();
+        let seen: Vec<Option<String>> = reports
+            .iter()
+            .filter_map(|r| r.types.get(task_type).map(|t| t.canary.clone()))
+            .collect();
+        if seen.len() >= workers && seen.iter().all(|c| c.as_deref() == canary) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "canaries of {task_type}: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Enqueues `n` tasks that panic on the misbehaving guest (and succeed on
+/// the no-op one), and returns the events of their runs.
+async fn run_panics(
+    q: &str,
+    t: &str,
+    n: usize,
+    workers: &mut [SpawnedWorker],
+) -> Vec<serde_json::Value> {
+    let client = cluster_client().await;
+    let tasks = (0..n)
+        .map(|_| {
+            (
+                Task::new(t, br#"{"do": "panic"}"#.to_vec()),
+                TaskOptions::default().queue(q).max_retry(0),
+            )
+        })
+        .collect();
+    for r in client.enqueue_batch(tasks).await {
+        r.unwrap();
+    }
+    let mut events = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while events.len() < n {
+        for w in workers.iter_mut() {
+            events.extend(w.drain_events());
+        }
+        assert!(Instant::now() < deadline, "{} of {n} ran", events.len());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    events
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_runs_its_share_shows_its_failure_rate_and_ends_by_a_command() {
+    let q = unique_queue("regcanary");
+    let t = unique_type("canary");
+    let config = registry_config(&q, &t, "64MiB", "");
+    let cfg = config.path.display().to_string();
+    // v1 succeeds whatever the payload; v2 panics on these tasks.
+    let (v1, v2) = (hash_of(&example("noop")), hash_of(&guest("misbehave")));
+    let (code, out, err) = push(&config, &example("noop"), &t);
+    assert_eq!(code, 0, "{out}{err}");
+    let mut workers = vec![SpawnedWorker::start(&config), SpawnedWorker::start(&config)];
+    wait_running(&t, &v1, 2).await;
+
+    let (code, out, err) = run_wasq(&[
+        "module",
+        "push",
+        &guest("misbehave").display().to_string(),
+        "--type",
+        &t,
+        "--canary",
+        "25%",
+        "--config",
+        &cfg,
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    wait_canary(&t, Some(&v2), 2).await;
+    assert_eq!(
+        registry().await.current_of(&t).await.unwrap(),
+        v1,
+        "a canary is not current"
+    );
+
+    let events = run_panics(&q, &t, 400, &mut workers).await;
+    let on_canary: Vec<&serde_json::Value> = events.iter().filter(|e| e["module"] == v2).collect();
+    let on_current = events.iter().filter(|e| e["module"] == v1).count();
+    assert_eq!(on_canary.len() + on_current, 400);
+    // 25 % of 400 is 100, give or take three standard deviations.
+    assert!(
+        (50..=150).contains(&on_canary.len()),
+        "{} on the canary",
+        on_canary.len()
+    );
+    assert!(
+        on_canary
+            .iter()
+            .all(|e| e["cause"] == "panic" && e["disposition"] == "archived")
+    );
+    assert!(
+        events
+            .iter()
+            .filter(|e| e["module"] == v1)
+            .all(|e| e["disposition"] == "done")
+    );
+
+    // `module ls` compares the two versions' failure rates.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let listed = loop {
+        let (code, out, err) = run_wasq(&["module", "ls", "--json", "--config", &cfg]);
+        assert_eq!(code, 0, "{err}");
+        let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let row = rows
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["task_type"] == t.as_str())
+            .unwrap()
+            .clone();
+        let versions = &row["last_hour"]["modules"];
+        if versions[&v2]["runs"].as_u64() == Some(on_canary.len() as u64)
+            && versions[&v1]["runs"].as_u64() == Some(on_current as u64)
+        {
+            break row;
+        }
+        assert!(Instant::now() < deadline, "{row:#}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(listed["canary"]["hash"], v2);
+    assert_eq!(listed["canary"]["percent"], 25.0);
+    let versions = &listed["last_hour"]["modules"];
+    assert_eq!(versions[&v2]["failures"], on_canary.len() as u64);
+    assert_eq!(versions[&v1]["failures"], 0);
+
+    // Rolled back: the canary ends, every task runs v1.
+    let (code, out, err) = run_wasq(&["module", "rollback", &t, "--config", &cfg]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("canary"), "{out}");
+    wait_canary(&t, None, 2).await;
+    let events = run_panics(&q, &t, 100, &mut workers).await;
+    assert!(
+        events
+            .iter()
+            .all(|e| e["module"] == v1 && e["disposition"] == "done")
+    );
+
+    // Again, then promoted: v2 runs every task.
+    let (code, out, err) = run_wasq(&[
+        "module",
+        "push",
+        &guest("misbehave").display().to_string(),
+        "--type",
+        &t,
+        "--canary",
+        "50",
+        "--config",
+        &cfg,
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    wait_canary(&t, Some(&v2), 2).await;
+    let (code, out, err) = run_wasq(&["module", "promote", &t, "--config", &cfg]);
+    assert_eq!(code, 0, "{out}{err}");
+    wait_running(&t, &v2, 2).await;
+    wait_canary(&t, None, 2).await;
+    let events = run_panics(&q, &t, 50, &mut workers).await;
+    assert!(events.iter().all(|e| e["module"] == v2));
+    let history = registry().await.history(&t).await.unwrap();
+    let actions: Vec<&str> = history.iter().map(|h| h.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "promote",
+            "canary 50 %",
+            "canary ended",
+            "canary 25 %",
+            "push"
+        ]
+    );
+}

@@ -7,6 +7,9 @@
 
 /// Hash: task type → the SHA-256 of the version its workers should run.
 pub const CURRENT: &str = "wasq:{registry}:current";
+/// Hash: task type → its canary (JSON, see `Canary`): a share of its tasks
+/// run another version than the current one.
+pub const CANARY: &str = "wasq:{registry}:canary";
 /// Sorted set: every module ever uploaded (sealed or not) → when it was
 /// first uploaded (Unix seconds); garbage collection starts from it.
 pub const MODULES: &str = "wasq:{registry}:modules";

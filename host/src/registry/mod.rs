@@ -63,6 +63,7 @@ pub const REPORT_STALE: Duration = Duration::from_secs(30);
 
 static SEAL: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/seal.lua")));
 static POINT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/point.lua")));
+static CANARY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/canary.lua")));
 
 /// What went wrong with the registry.
 #[derive(Debug, thiserror::Error)]
@@ -119,6 +120,20 @@ pub struct HistoryEntry {
     pub size: u64,
 }
 
+/// A canary: `percent` of a type's tasks run `hash` instead of the current
+/// version, until it is promoted or rolled back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Canary {
+    /// The version on trial.
+    pub hash: String,
+    /// The share of the type's tasks it runs, 0-100.
+    pub percent: f64,
+    /// When it started, Unix seconds.
+    pub at: i64,
+    /// Who started it.
+    pub by: String,
+}
+
 /// What a push did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Pushed {
@@ -155,6 +170,9 @@ pub struct TypeStatus {
     /// A newer version it refused, and why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refused: Option<Refusal>,
+    /// The canary it runs a share of the tasks on (its hash).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<String>,
 }
 
 /// A version a worker did not take.
@@ -301,6 +319,7 @@ impl Registry {
         let before: Option<String> = POINT
             .key(keys::CURRENT)
             .key(keys::history(task_type))
+            .key(keys::CANARY)
             .arg(task_type)
             .arg(hash)
             .arg(serde_json::to_string(&entry).expect("an entry serializes"))
@@ -312,6 +331,135 @@ impl Registry {
             Some(before) => (before, true),
             None => (hash.to_owned(), false),
         })
+    }
+
+    /// Uploads `bytes` (unless the registry has them) and runs them for
+    /// `percent` (0-100] of `task_type`'s tasks, beside the current version,
+    /// until [`promote`](Self::promote) or [`end_canary`](Self::end_canary).
+    pub async fn push_canary(
+        &self,
+        task_type: &str,
+        bytes: &[u8],
+        percent: f64,
+        by: &str,
+    ) -> Result<Pushed, RegistryError> {
+        if !(percent > 0.0 && percent <= 100.0) {
+            return Err(RegistryError::Refused(format!(
+                "a canary's share must be above 0 % and at most 100 %, not {percent} %"
+            )));
+        }
+        let current = self.current_of(task_type).await?;
+        let (hash, chunks_uploaded) = self.upload(bytes).await?;
+        if hash == current {
+            return Err(RegistryError::Refused(format!(
+                "{task_type:?} already runs {}: a canary needs another version",
+                &hash[..12]
+            )));
+        }
+        let canary = Canary {
+            hash: hash.clone(),
+            percent,
+            at: now_secs(),
+            by: by.to_owned(),
+        };
+        let entry = HistoryEntry {
+            hash: hash.clone(),
+            at: canary.at,
+            by: by.to_owned(),
+            action: format!("canary {percent} %"),
+            size: bytes.len() as u64,
+        };
+        self.canary_step(
+            task_type,
+            &serde_json::to_string(&canary).expect("serializes"),
+            &entry,
+        )
+        .await?;
+        Ok(Pushed {
+            hash,
+            previous: current,
+            changed: true,
+            chunks_uploaded,
+            collected: Vec::new(),
+        })
+    }
+
+    /// Every type's canary.
+    pub async fn canaries(&self) -> Result<BTreeMap<String, Canary>, RegistryError> {
+        let mut conn = self.broker.conn();
+        let raw: BTreeMap<String, String> = conn.hgetall(keys::CANARY).await?;
+        Ok(raw
+            .into_iter()
+            .filter_map(|(t, json)| Some((t, serde_json::from_str(&json).ok()?)))
+            .collect())
+    }
+
+    /// Makes `task_type`'s canary its current version for every task.
+    pub async fn promote(&self, task_type: &str, by: &str) -> Result<String, RegistryError> {
+        let canary = self.canaries().await?.remove(task_type).ok_or_else(|| {
+            RegistryError::Refused(format!("task type {task_type:?} has no canary to promote"))
+        })?;
+        self.point(task_type, &canary.hash, by, "promote").await?;
+        Ok(canary.hash)
+    }
+
+    /// Ends `task_type`'s canary: every task runs the current version again.
+    /// Returns the canary's hash, or `None` when there was none.
+    pub async fn end_canary(
+        &self,
+        task_type: &str,
+        by: &str,
+    ) -> Result<Option<String>, RegistryError> {
+        let Some(canary) = self.canaries().await?.remove(task_type) else {
+            return Ok(None);
+        };
+        let entry = HistoryEntry {
+            hash: canary.hash.clone(),
+            at: now_secs(),
+            by: by.to_owned(),
+            action: "canary ended".into(),
+            size: 0,
+        };
+        self.canary_step(task_type, "", &entry).await?;
+        Ok(Some(canary.hash))
+    }
+
+    async fn canary_step(
+        &self,
+        task_type: &str,
+        canary: &str,
+        entry: &HistoryEntry,
+    ) -> Result<(), RegistryError> {
+        let mut conn = self.broker.conn();
+        let _: i64 = CANARY
+            .key(keys::CANARY)
+            .key(keys::history(task_type))
+            .arg(task_type)
+            .arg(canary)
+            .arg(serde_json::to_string(entry).expect("an entry serializes"))
+            .arg(HISTORY_KEPT)
+            .arg(keys::CHANNEL)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// The canaries of `types` (one command), `None` for a type with none.
+    pub async fn canaries_of(
+        &self,
+        types: &[String],
+    ) -> Result<Vec<Option<Canary>>, RegistryError> {
+        if types.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.broker.conn();
+        let mut cmd = redis::cmd("HMGET");
+        cmd.arg(keys::CANARY).arg(types);
+        let raw: Vec<Option<String>> = cmd.query_async(&mut conn).await?;
+        Ok(raw
+            .into_iter()
+            .map(|r| r.and_then(|j| serde_json::from_str(&j).ok()))
+            .collect())
     }
 
     /// The current version of every type that has one.
@@ -353,7 +501,8 @@ impl Registry {
     }
 
     /// Points `task_type` back at `to`, or at the version it ran before
-    /// the current one. Returns the hash it now runs.
+    /// the current one. Returns the hash it now runs. (A canary is ended
+    /// with [`end_canary`](Self::end_canary).)
     pub async fn rollback(
         &self,
         task_type: &str,
@@ -499,8 +648,12 @@ impl Registry {
             }
             kept.extend(distinct.into_iter().take(keep.max(1)));
         }
+        kept.extend(self.canaries().await?.into_values().map(|c| c.hash));
         for worker in self.workers().await? {
-            kept.extend(worker.types.into_values().map(|t| t.running));
+            for status in worker.types.into_values() {
+                kept.insert(status.running);
+                kept.extend(status.canary);
+            }
         }
         let all: Vec<(String, i64)> = conn.zrange_withscores(keys::MODULES, 0, -1).await?;
         let now = now_secs();

@@ -256,6 +256,9 @@ pub struct Runtime {
     /// The version each task type runs now; a task takes its `Arc` when it
     /// starts, so a swap never changes a running task's version.
     types: RwLock<BTreeMap<String, Arc<load::TaskType>>>,
+    /// Canary versions, by task type, with the share of its tasks (0-1)
+    /// that run them.
+    canaries: RwLock<BTreeMap<String, (Arc<load::TaskType>, f64)>>,
     slots: Arc<Semaphore>,
     grace: Duration,
     /// What later versions are loaded with (see `swap`).
@@ -317,6 +320,7 @@ impl Runtime {
             _ticker: engine::EpochTicker::start(engine.clone(), tick),
             engine,
             types: RwLock::new(types),
+            canaries: RwLock::default(),
             slots: Arc::new(Semaphore::new(config.runtime.max_sandboxes as usize)),
             grace: tick * 4 + Duration::from_millis(50),
             loader: swap::Loader {
@@ -341,8 +345,18 @@ impl Runtime {
         self.type_of(task_type).map(|t| t.info.limits.timeout)
     }
 
-    /// The version `task_type` runs now.
+    /// The version a task of `task_type` starting now runs: its canary for
+    /// the canary's share of tasks, else the current one.
     pub(crate) fn type_of(&self, task_type: &str) -> Option<Arc<load::TaskType>> {
+        if let Some((canary, share)) = self
+            .canaries
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(task_type)
+            && rand::random::<f64>() < *share
+        {
+            return Some(canary.clone());
+        }
         self.read_types().get(task_type).cloned()
     }
 

@@ -100,9 +100,63 @@ impl Runtime {
             .collect()
     }
 
-    /// The SHA-256 of the module `task_type` runs now.
+    /// The SHA-256 of the module `task_type` runs now (its current
+    /// version, not a canary).
     pub fn module_hash_of(&self, task_type: &str) -> Option<String> {
-        self.type_of(task_type).map(|t| t.info.module_hash.clone())
+        self.read_types()
+            .get(task_type)
+            .map(|t| t.info.module_hash.clone())
+    }
+
+    /// The canary of `task_type`, if it has one: its hash and the share of
+    /// tasks (0-100 %) that run it.
+    pub fn canary_of(&self, task_type: &str) -> Option<(String, f64)> {
+        self.canaries
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(task_type)
+            .map(|(t, share)| (t.info.module_hash.clone(), share * 100.0))
+    }
+
+    /// Runs `version` for `percent` (0-100) of its type's tasks, beside the
+    /// current version, replacing any canary the type had.
+    pub fn install_canary(&self, version: Version, percent: f64) {
+        let name = version.task_type.info.name.clone();
+        self.canaries
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                name,
+                (
+                    Arc::new(version.task_type),
+                    (percent / 100.0).clamp(0.0, 1.0),
+                ),
+            );
+    }
+
+    /// Changes the share of `task_type`'s canary; false when it has none.
+    pub fn set_canary_share(&self, task_type: &str, percent: f64) -> bool {
+        match self
+            .canaries
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(task_type)
+        {
+            Some((_, share)) => {
+                *share = (percent / 100.0).clamp(0.0, 1.0);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Ends `task_type`'s canary; returns its hash.
+    pub fn end_canary(&self, task_type: &str) -> Option<String> {
+        self.canaries
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(task_type)
+            .map(|(t, _)| t.info.module_hash.clone())
     }
 
     /// Whether `task_type` is a registry type with no version yet.

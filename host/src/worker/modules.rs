@@ -1,5 +1,5 @@
 //! Registry task types on a worker (`module = "registry"`): learn of a new
-//! version at once (pub/sub on [`keys::CHANNEL`]) or within [`POLL`] (a
+//! version (or a canary, run for a share of the type's tasks) at once (pub/sub on [`keys::CHANNEL`]) or within [`POLL`] (a
 //! missed message), fetch it, verify its hash, compile it and try an
 //! instance off the task path, then swap it in between tasks. A version
 //! that fails any step is refused: the worker keeps what it runs, logs why,
@@ -115,99 +115,196 @@ async fn listen(shared: Arc<Shared>) {
     }
 }
 
-/// Reads the current versions and takes every one this worker does not
-/// run yet. True when anything changed.
+/// Reads the current versions and canaries, and takes every one this
+/// worker does not run yet. True when anything changed.
 async fn sync(shared: &Shared) -> Result<bool, crate::registry::RegistryError> {
     let modules = &shared.modules;
     let types = shared.runtime.registry_types();
     let current = modules.registry.current_of_all(&types).await?;
+    let canaries = modules.registry.canaries_of(&types).await?;
     let mut changed = false;
     modules
         .status
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .retain(|t, _| types.contains(t));
-    for (task_type, target) in types.iter().zip(current) {
-        let running = shared.runtime.module_hash_of(task_type).unwrap_or_default();
-        let Some(target) = target.filter(|t| *t != running) else {
-            let mut status = modules.status.lock().unwrap_or_else(|e| e.into_inner());
-            let entry = status.entry(task_type.clone()).or_default();
-            if entry.running != running || entry.refused.is_some() {
-                entry.running = running;
-                entry.refused = None;
-                changed = true;
-            }
-            continue;
-        };
-        let key = (task_type.clone(), target.clone());
-        let recently = modules
-            .refused_at
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-            .is_some_and(|at| at.elapsed() < RETRY_REFUSED);
-        if recently {
-            continue;
-        }
-        changed = true;
-        let started = Instant::now();
-        match take(shared, task_type, &target).await {
-            Ok(old) => {
-                tracing::info!(
-                    task_type = %task_type,
-                    module = %target,
-                    replaced = %old,
-                    took_ms = started.elapsed().as_millis() as u64,
-                    "new module version installed; tasks from now on run it"
-                );
-                shared.metrics.module_installed(task_type, &target, &old);
-                modules
-                    .refused_at
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&key);
-                let mut status = modules.status.lock().unwrap_or_else(|e| e.into_inner());
-                status.insert(
-                    task_type.clone(),
-                    TypeStatus {
-                        running: target,
-                        refused: None,
-                    },
-                );
-            }
-            Err(reason) => {
-                tracing::warn!(
-                    task_type = %task_type,
-                    module = %target,
-                    running = %running,
-                    "not taking the new module version: {reason}; the old one keeps running"
-                );
-                shared.metrics.module_refused(task_type);
-                modules
-                    .refused_at
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(key, Instant::now());
-                let mut status = modules.status.lock().unwrap_or_else(|e| e.into_inner());
-                status.insert(
-                    task_type.clone(),
-                    TypeStatus {
-                        running,
-                        refused: Some(Refusal {
-                            hash: target,
-                            reason,
-                        }),
-                    },
-                );
-            }
-        }
+    for ((task_type, target), canary) in types.iter().zip(current).zip(canaries) {
+        let canary_hash = canary.as_ref().map(|c| c.hash.clone());
+        changed |= follow_current(shared, task_type, target, canary_hash.as_deref()).await;
+        changed |= follow_canary(shared, task_type, canary).await;
     }
     Ok(changed)
 }
 
-/// Fetches, verifies, compiles and tries version `hash` of `task_type`,
-/// then installs it. Returns the hash it replaced.
-async fn take(shared: &Shared, task_type: &str, hash: &str) -> Result<String, String> {
+/// Brings `task_type` to `target` (its current version in the registry).
+/// A refusal of the type's canary (`canary`) is left for the canary to
+/// clear.
+async fn follow_current(
+    shared: &Shared,
+    task_type: &str,
+    target: Option<String>,
+    canary: Option<&str>,
+) -> bool {
+    let modules = &shared.modules;
+    let running = shared.runtime.module_hash_of(task_type).unwrap_or_default();
+    let Some(target) = target.filter(|t| *t != running) else {
+        let mut status = modules.status.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = status.entry(task_type.to_owned()).or_default();
+        let stale_refusal = entry
+            .refused
+            .as_ref()
+            .is_some_and(|r| Some(r.hash.as_str()) != canary);
+        if entry.running != running || stale_refusal {
+            entry.running = running;
+            entry.refused = None;
+            return true;
+        }
+        return false;
+    };
+    if refused_recently(shared, task_type, &target) {
+        return false;
+    }
+    let started = Instant::now();
+    match prepare(shared, task_type, &target).await {
+        Ok(version) => {
+            let old = shared.runtime.install(version);
+            tracing::info!(
+                task_type = %task_type,
+                module = %target,
+                replaced = %old,
+                took_ms = started.elapsed().as_millis() as u64,
+                "new module version installed; tasks from now on run it"
+            );
+            shared.metrics.module_installed(task_type, &target, &old);
+            taken(shared, task_type, &target);
+            let mut status = modules.status.lock().unwrap_or_else(|e| e.into_inner());
+            let entry = status.entry(task_type.to_owned()).or_default();
+            entry.running = target;
+            entry.refused = None;
+        }
+        Err(reason) => refuse(shared, task_type, &target, &running, reason),
+    }
+    true
+}
+
+/// Runs `canary` (if any) for its share of `task_type`'s tasks, or ends the
+/// canary this worker runs.
+async fn follow_canary(
+    shared: &Shared,
+    task_type: &str,
+    canary: Option<crate::registry::Canary>,
+) -> bool {
+    let modules = &shared.modules;
+    let running = shared.runtime.canary_of(task_type);
+    let set_status = |hash: Option<String>| {
+        let mut status = modules.status.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = status.entry(task_type.to_owned()).or_default();
+        let changed = entry.canary != hash;
+        entry.canary = hash;
+        changed
+    };
+    let Some(canary) = canary else {
+        if let Some(ended) = shared.runtime.end_canary(task_type) {
+            tracing::info!(task_type = %task_type, module = %ended, "canary ended");
+        }
+        return set_status(None);
+    };
+    match running {
+        Some((hash, percent)) if hash == canary.hash => {
+            if (percent - canary.percent).abs() > f64::EPSILON {
+                shared.runtime.set_canary_share(task_type, canary.percent);
+            }
+            set_status(Some(hash))
+        }
+        _ => {
+            if refused_recently(shared, task_type, &canary.hash) {
+                return false;
+            }
+            match prepare(shared, task_type, &canary.hash).await {
+                Ok(version) => {
+                    shared.runtime.install_canary(version, canary.percent);
+                    let mut status = modules.status.lock().unwrap_or_else(|e| e.into_inner());
+                    if let Some(entry) = status.get_mut(task_type)
+                        && entry
+                            .refused
+                            .as_ref()
+                            .is_some_and(|r| r.hash == canary.hash)
+                    {
+                        entry.refused = None;
+                    }
+                    drop(status);
+                    tracing::info!(
+                        task_type = %task_type,
+                        module = %canary.hash,
+                        percent = canary.percent,
+                        "canary installed"
+                    );
+                    taken(shared, task_type, &canary.hash);
+                    set_status(Some(canary.hash));
+                }
+                Err(reason) => {
+                    let current = shared.runtime.module_hash_of(task_type).unwrap_or_default();
+                    refuse(shared, task_type, &canary.hash, &current, reason);
+                }
+            }
+            true
+        }
+    }
+}
+
+fn refused_recently(shared: &Shared, task_type: &str, hash: &str) -> bool {
+    shared
+        .modules
+        .refused_at
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&(task_type.to_owned(), hash.to_owned()))
+        .is_some_and(|at| at.elapsed() < RETRY_REFUSED)
+}
+
+fn taken(shared: &Shared, task_type: &str, hash: &str) {
+    shared
+        .modules
+        .refused_at
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&(task_type.to_owned(), hash.to_owned()));
+}
+
+/// Records that this worker does not take `hash` for `task_type`, and why.
+fn refuse(shared: &Shared, task_type: &str, hash: &str, running: &str, reason: String) {
+    tracing::warn!(
+        task_type = %task_type,
+        module = %hash,
+        running = %running,
+        "not taking the new module version: {reason}; the old one keeps running"
+    );
+    shared.metrics.module_refused(task_type);
+    shared
+        .modules
+        .refused_at
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert((task_type.to_owned(), hash.to_owned()), Instant::now());
+    let mut status = shared
+        .modules
+        .status
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let entry = status.entry(task_type.to_owned()).or_default();
+    entry.running = running.to_owned();
+    entry.refused = Some(Refusal {
+        hash: hash.to_owned(),
+        reason,
+    });
+}
+
+/// Fetches, verifies, compiles and tries version `hash` of `task_type`.
+async fn prepare(
+    shared: &Shared,
+    task_type: &str,
+    hash: &str,
+) -> Result<crate::runtime::Version, String> {
     let bytes = shared
         .modules
         .registry
@@ -220,15 +317,14 @@ async fn take(shared: &Shared, task_type: &str, hash: &str) -> Result<String, St
         .await
         .map_err(|e| format!("compiling it panicked: {e}"))??;
     let runtime = shared.runtime.clone();
-    let version = shared
+    shared
         .sandbox
         .spawn(async move {
             let tried = runtime.try_instance(&version).await;
             tried.map(|()| version)
         })
         .await
-        .map_err(|e| format!("trying an instance panicked: {e}"))??;
-    Ok(shared.runtime.install(version))
+        .map_err(|e| format!("trying an instance panicked: {e}"))?
 }
 
 /// Writes what this worker runs into the registry.

@@ -5,7 +5,7 @@
 //!
 //! | key | type | holds |
 //! | --- | --- | --- |
-//! | `wasq:type:{<type>}:m:<unix minute>` | hash | `runs`, `ok`, `fail:<cause>`, `http:<ok, denied or error>`, `module:<sha256>` (runs per module version); expires after 2 h |
+//! | `wasq:type:{<type>}:m:<unix minute>` | hash | `runs`, `ok`, `fail:<cause>`, `http:<ok, denied or error>`, `module:<sha256>` and `module_fail:<sha256>` (runs and failures per module version); expires after 2 h |
 //! | `wasq:type:{<type>}:samples` | list | recent runs as `"<unix s> <fuel> <micros>"`, newest first, at most 1000; expires after 2 h |
 //!
 //! `<type>` is a task type of the config's `[tasks]`, or `other` for every
@@ -41,8 +41,8 @@ struct Window {
     failures: HashMap<String, u64>,
     /// Outbound HTTP requests by outcome.
     http: HashMap<&'static str, u64>,
-    /// Runs by module version (SHA-256).
-    modules: HashMap<String, u64>,
+    /// Runs and failures by module version (SHA-256).
+    modules: HashMap<String, (u64, u64)>,
     samples: Vec<(u64, u64)>,
 }
 
@@ -75,7 +75,11 @@ impl Usage {
         let w = windows.entry(task_type.to_owned()).or_default();
         w.runs += 1;
         if !event.module.is_empty() {
-            *w.modules.entry(event.module.clone()).or_default() += 1;
+            let (runs, failures) = w.modules.entry(event.module.clone()).or_default();
+            *runs += 1;
+            if event.cause != "ok" {
+                *failures += 1;
+            }
         }
         if event.cause == "ok" {
             w.ok += 1;
@@ -127,8 +131,12 @@ impl Usage {
             for (outcome, n) in &w.http {
                 pipe.hincr(&key, format!("http:{outcome}"), *n).ignore();
             }
-            for (module, n) in &w.modules {
-                pipe.hincr(&key, format!("module:{module}"), *n).ignore();
+            for (module, (runs, failures)) in &w.modules {
+                pipe.hincr(&key, format!("module:{module}"), *runs).ignore();
+                if *failures > 0 {
+                    pipe.hincr(&key, format!("module_fail:{module}"), *failures)
+                        .ignore();
+                }
             }
             pipe.expire(&key, 7200).ignore();
             for (fuel, micros) in &w.samples {

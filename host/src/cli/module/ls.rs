@@ -29,6 +29,9 @@ pub(in crate::cli) struct ModuleRow {
     memory: u64,
     timeout_secs: f64,
     grants: Vec<String>,
+    /// For a registry type: its canary, if it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    canary: Option<wasq::registry::Canary>,
     /// For a registry type: what each live worker runs.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     workers: Vec<WorkerVersion>,
@@ -42,7 +45,16 @@ pub(in crate::cli) struct WorkerVersion {
     server_id: String,
     running: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    canary: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     refused: Option<wasq::registry::Refusal>,
+}
+
+/// One module version's runs over the last hour.
+#[derive(Debug, Default, Serialize)]
+pub(in crate::cli) struct VersionRuns {
+    runs: u64,
+    failures: u64,
 }
 
 /// What workers recorded for a type over the last hour.
@@ -53,8 +65,8 @@ pub(in crate::cli) struct LastHour {
     failures: BTreeMap<String, u64>,
     /// Outbound HTTP requests by outcome (`ok`, `denied`, `error`).
     http: BTreeMap<String, u64>,
-    /// Runs by module version (SHA-256).
-    modules: BTreeMap<String, u64>,
+    /// Runs and failures by module version (SHA-256).
+    modules: BTreeMap<String, VersionRuns>,
     median_fuel: Option<u64>,
     median_micros: Option<u64>,
 }
@@ -85,9 +97,9 @@ pub(in crate::cli) async fn rows(
 ) -> anyhow::Result<Vec<ModuleRow>> {
     let mut rows = Vec::new();
     let registry = broker.map(|b| Registry::new(b.clone()));
-    let (current, reports) = match &registry {
+    let (current, reports, mut canaries) = match &registry {
         Some(r) if config.tasks.values().any(|t| t.from_registry()) => {
-            (r.current().await?, r.workers().await?)
+            (r.current().await?, r.workers().await?, r.canaries().await?)
         }
         _ => Default::default(),
     };
@@ -125,6 +137,7 @@ pub(in crate::cli) async fn rows(
                     worker: r.process.clone(),
                     server_id: r.server_id.clone(),
                     running: status.running.clone(),
+                    canary: status.canary.clone(),
                     refused: status.refused.clone(),
                 })
             })
@@ -161,6 +174,7 @@ pub(in crate::cli) async fn rows(
             memory: limits.memory,
             timeout_secs: limits.timeout.as_secs_f64(),
             grants,
+            canary: canaries.remove(name),
             workers,
             last_hour,
         });
@@ -176,28 +190,51 @@ fn print_rows(rows: Vec<ModuleRow>) {
     let mut table = Table::new(
         "Task type|Module|>Size|SHA-256|>Fuel|>Memory|>Timeout|Grants|>Runs 1h|>OK 1h|Failures 1h|HTTP 1h|>Median fuel|>Median time",
     );
-    let mut versions = Table::new("Task type|Worker|Runs|Refused|Why");
+    let short = |h: &str| {
+        if h.is_empty() {
+            "-".to_owned()
+        } else {
+            h[..12.min(h.len())].to_owned()
+        }
+    };
+    let mut versions = Table::new("Task type|Worker|Runs|Canary|Refused|Why");
     let mut any_version = false;
+    let mut outcomes = Table::new("Task type|Version|Role|>Runs 1h|>Failed 1h|>Failure rate");
+    let mut any_outcome = false;
     for r in &rows {
         for w in &r.workers {
             any_version = true;
-            let short = |h: &str| {
-                if h.is_empty() {
-                    "-".to_owned()
-                } else {
-                    h[..12.min(h.len())].to_owned()
-                }
-            };
             versions.row([
                 r.task_type.clone(),
                 w.worker.clone(),
                 short(&w.running),
+                w.canary.as_deref().map_or("-".to_owned(), short),
                 w.refused
                     .as_ref()
                     .map_or("-".to_owned(), |f| short(&f.hash)),
                 w.refused
                     .as_ref()
                     .map_or("-".to_owned(), |f| f.reason.clone()),
+            ]);
+        }
+        let Some(hour) = &r.last_hour else { continue };
+        if r.canary.is_none() && hour.modules.len() < 2 {
+            continue;
+        }
+        for (hash, v) in &hour.modules {
+            any_outcome = true;
+            let role = match &r.canary {
+                Some(c) if c.hash == *hash => format!("canary {} %", c.percent),
+                _ if *hash == r.sha256 => "current".to_owned(),
+                _ => "earlier".to_owned(),
+            };
+            outcomes.row([
+                r.task_type.clone(),
+                short(hash),
+                role,
+                v.runs.to_string(),
+                v.failures.to_string(),
+                format!("{:.1} %", 100.0 * v.failures as f64 / v.runs.max(1) as f64),
             ]);
         }
     }
@@ -252,6 +289,10 @@ fn print_rows(rows: Vec<ModuleRow>) {
         println!("\nRegistry versions by worker:");
         println!("{versions}");
     }
+    if any_outcome {
+        println!("\nOutcomes by version, last hour:");
+        println!("{outcomes}");
+    }
 }
 
 /// Sums the last 60 per-minute hashes of `task_type` and takes the medians
@@ -276,7 +317,9 @@ async fn last_hour(broker: &Broker, task_type: &str) -> anyhow::Result<LastHour>
                     } else if let Some(outcome) = other.strip_prefix("http:") {
                         *out.http.entry(outcome.to_owned()).or_default() += n;
                     } else if let Some(module) = other.strip_prefix("module:") {
-                        *out.modules.entry(module.to_owned()).or_default() += n;
+                        out.modules.entry(module.to_owned()).or_default().runs += n;
+                    } else if let Some(module) = other.strip_prefix("module_fail:") {
+                        out.modules.entry(module.to_owned()).or_default().failures += n;
                     }
                 }
             }

@@ -22,6 +22,38 @@ pub struct PushArgs {
     /// limits it is checked against).
     #[arg(long = "type", short = 't', value_name = "T")]
     task_type: String,
+    /// Run it for this share of T's tasks only (e.g. `10%`), beside the
+    /// current version; `wasq module ls` compares their failure rates.
+    #[arg(long, value_name = "PERCENT", value_parser = percent)]
+    canary: Option<f64>,
+    #[command(flatten)]
+    redis: RedisArgs,
+    #[command(flatten)]
+    output: JsonArg,
+}
+
+/// `10%`, `10` or `2.5%`, within (0, 100].
+fn percent(text: &str) -> Result<f64, String> {
+    let n: f64 = text
+        .trim()
+        .trim_end_matches('%')
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a percentage (e.g. 10%)"))?;
+    if n > 0.0 && n <= 100.0 {
+        Ok(n)
+    } else {
+        Err(format!(
+            "{text:?}: a canary's share is above 0% and at most 100%"
+        ))
+    }
+}
+
+/// Arguments of `wasq module promote`.
+#[derive(Debug, clap::Args)]
+pub struct PromoteArgs {
+    /// The task type.
+    task_type: String,
     #[command(flatten)]
     redis: RedisArgs,
     #[command(flatten)]
@@ -72,15 +104,33 @@ pub async fn push(args: PushArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(&args.redis.config)?;
     check(&config, &args.task_type, &args.file, bytes.clone()).await?;
     let broker = args.redis.connect().await?;
-    let pushed = Registry::new(broker)
-        .push(&args.task_type, &bytes, &registry::who())
-        .await
-        .with_context(|| format!("pushing {}", args.file.display()))?;
+    let registry = Registry::new(broker);
+    let pushed = match args.canary {
+        Some(percent) => registry
+            .push_canary(&args.task_type, &bytes, percent, &registry::who())
+            .await
+            .with_context(|| format!("pushing {} as a canary", args.file.display()))?,
+        None => registry
+            .push(&args.task_type, &bytes, &registry::who())
+            .await
+            .with_context(|| format!("pushing {}", args.file.display()))?,
+    };
     if args.output.json {
         println!("{}", serde_json::to_string_pretty(&pushed)?);
         return Ok(ExitCode::SUCCESS);
     }
-    if !pushed.changed {
+    if let Some(percent) = args.canary {
+        println!(
+            "{}: {} runs {percent}% of the tasks beside {} ({} bytes); `wasq module ls` compares \
+             them, `wasq module promote {}` or `wasq module rollback {}` ends the trial",
+            args.task_type,
+            short(&pushed.hash),
+            short(&pushed.previous),
+            bytes.len(),
+            args.task_type,
+            args.task_type,
+        );
+    } else if !pushed.changed {
         println!(
             "{} already runs {} ({}): nothing changed",
             args.task_type,
@@ -189,8 +239,45 @@ pub async fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+pub async fn promote(args: PromoteArgs) -> anyhow::Result<ExitCode> {
+    let registry = Registry::new(args.redis.connect().await?);
+    let hash = registry.promote(&args.task_type, &registry::who()).await?;
+    if args.output.json {
+        println!(
+            "{}",
+            serde_json::json!({"task_type": args.task_type, "hash": hash})
+        );
+    } else {
+        println!(
+            "{} now runs {} for every task; workers swap to it between tasks",
+            args.task_type,
+            short(&hash)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub async fn rollback(args: RollbackArgs) -> anyhow::Result<ExitCode> {
     let registry = Registry::new(args.redis.connect().await?);
+    if args.to.is_none()
+        && let Some(ended) = registry
+            .end_canary(&args.task_type, &registry::who())
+            .await?
+    {
+        if args.output.json {
+            println!(
+                "{}",
+                serde_json::json!({"task_type": args.task_type, "canary_ended": ended})
+            );
+        } else {
+            println!(
+                "{}: the canary {} ended; every task runs the current version again",
+                args.task_type,
+                short(&ended)
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let hash = registry
         .rollback(&args.task_type, args.to.as_deref(), &registry::who())
         .await?;

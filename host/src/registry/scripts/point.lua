@@ -1,7 +1,9 @@
--- Points a task type at a sealed module, records it in the type's history
--- and announces it. Pointing at the version already current does nothing.
+-- Points a task type at a sealed module, ends its canary, records it in the
+-- type's history and announces it. Pointing at the version already current
+-- does nothing.
 -- KEYS[1] wasq:{registry}:current
 -- KEYS[2] wasq:{registry}:history:<task type>
+-- KEYS[3] wasq:{registry}:canary (a new version ends the type's canary)
 -- ARGV[1] task type
 -- ARGV[2] the module's SHA-256
 -- ARGV[3] the history entry (JSON)
@@ -14,6 +16,7 @@ if before == ARGV[2] then
   return false
 end
 redis.call("HSET", KEYS[1], ARGV[1], ARGV[2])
+redis.call("HDEL", KEYS[3], ARGV[1])
 redis.call("LPUSH", KEYS[2], ARGV[3])
 redis.call("LTRIM", KEYS[2], 0, tonumber(ARGV[4]) - 1)
 redis.call("PUBLISH", ARGV[5], ARGV[1] .. " " .. ARGV[2])
