@@ -189,6 +189,19 @@ pub fn hash_of(bytes: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(bytes))
 }
 
+/// Checks that `bytes` hash to `hash` (SHA-256, hex).
+pub fn verify(hash: &str, bytes: &[u8]) -> Result<(), RegistryError> {
+    let got = hash_of(bytes);
+    if got == hash {
+        Ok(())
+    } else {
+        Err(RegistryError::Corrupt {
+            hash: hash.to_owned(),
+            detail: format!("the chunks hash to {got}"),
+        })
+    }
+}
+
 /// `user@host` of this process, for the history.
 pub fn who() -> String {
     let user = std::env::var("USER")
@@ -555,7 +568,17 @@ impl Registry {
     /// Fetches module `hash`, chunk by chunk, and checks that the bytes
     /// are the module: the manifest's size, every chunk, and the SHA-256.
     pub async fn fetch(&self, hash: &str) -> Result<Vec<u8>, RegistryError> {
-        let mut conn = self.broker.conn();
+        let bytes = self.fetch_unverified(hash).await?;
+        verify(hash, &bytes)?;
+        Ok(bytes)
+    }
+
+    /// Fetches module `hash` on a connection of its own (a large module's
+    /// replies never queue ahead of claims and acks on the shared one),
+    /// checking the manifest's size and every chunk, but not the SHA-256:
+    /// the caller runs [`verify`] where hashing does not hold up async work.
+    pub async fn fetch_unverified(&self, hash: &str) -> Result<Vec<u8>, RegistryError> {
+        let mut conn = self.broker.blocking_conn().await?;
         let manifest: BTreeMap<String, u64> = conn.hgetall(keys::manifest(hash)).await?;
         let (Some(&size), Some(&chunks)) = (manifest.get("size"), manifest.get("chunks")) else {
             return Err(RegistryError::Missing {
@@ -581,13 +604,6 @@ impl Registry {
                     "{} bytes in the chunks, {size} in the manifest",
                     bytes.len()
                 ),
-            });
-        }
-        let got = hash_of(&bytes);
-        if got != hash {
-            return Err(RegistryError::Corrupt {
-                hash: hash.to_owned(),
-                detail: format!("the chunks hash to {got}"),
             });
         }
         Ok(bytes)

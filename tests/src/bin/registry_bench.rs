@@ -28,12 +28,12 @@ use wasq_tests::{KillOnDrop, TestConfig, example};
 const TYPE: &str = "bench:registry";
 const QUEUE: &str = "bench-registry";
 const PUSHES: usize = 30;
-const DRAIN_TASKS: usize = 20_000;
+const DRAIN_TASKS: usize = 50_000;
 const DRAIN_ROUNDS: usize = 3;
 const BIG: usize = 40 << 20;
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let wasq = std::env::var("WASQ_BIN").unwrap_or_else(|_| "target/release/wasq".into());
     eprintln!("starting a 3-master cluster with replicas and AOF ...");
     let cluster = RedisCluster::start(3, 1);
@@ -114,6 +114,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // 3. Drain throughput with and without a 40 MB push.
     eprintln!("drains: {DRAIN_ROUNDS} of {DRAIN_TASKS} tasks each way, alternating ...");
     let mut rates: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    // (all 3 workers ran the pushed version at, the drain ended at), s.
+    let mut swaps = Vec::new();
     for round in 0..2 * DRAIN_ROUNDS {
         let with_push = round % 2 == 1;
         broker.pause(QUEUE).await?;
@@ -137,7 +139,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         broker.resume(QUEUE).await?;
         let push = with_push.then(|| {
             let registry = registry.clone();
-            tokio::spawn(async move { registry.push(TYPE, &next, "bench@local").await })
+            tokio::spawn(async move {
+                let pushed = registry.push(TYPE, &next, "bench@local").await?;
+                all_running(&registry, &pushed.hash, Duration::from_secs(60)).await?;
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(started.elapsed())
+            })
         });
         loop {
             if processed(&broker).await - before >= DRAIN_TASKS as u64 {
@@ -149,10 +155,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        rates[usize::from(with_push)].push(DRAIN_TASKS as f64 / started.elapsed().as_secs_f64());
+        let drained = started.elapsed();
+        rates[usize::from(with_push)].push(DRAIN_TASKS as f64 / drained.as_secs_f64());
         if let Some(push) = push {
-            let pushed = push.await??;
-            all_running(&registry, &pushed.hash, Duration::from_secs(60)).await?;
+            let swapped = push.await?.map_err(|e| e.to_string())?;
+            swaps.push((swapped.as_secs_f64(), drained.as_secs_f64()));
         }
     }
 
@@ -194,6 +201,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         (pushing_m / plain_m - 1.0) * 100.0,
         rates[0].iter().map(|r| r.round()).collect::<Vec<_>>(),
         rates[1].iter().map(|r| r.round()).collect::<Vec<_>>(),
+    );
+    println!(
+        "  in each drain with a push, all 3 workers ran the new version at / the drain ended at: {}",
+        swaps
+            .iter()
+            .map(|(s, d)| format!("{s:.2} s / {d:.2} s"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     Ok(())
 }
@@ -237,7 +252,7 @@ async fn all_running(
     registry: &Registry,
     hash: &str,
     within: Duration,
-) -> Result<(), Box<dyn std::error::Error>> {
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let deadline = Instant::now() + within;
     loop {
         let reports = registry.workers().await?;
