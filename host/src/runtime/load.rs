@@ -75,6 +75,8 @@ pub struct TaskTypeInfo {
 pub(crate) struct ModuleFile {
     path: PathBuf,
     bytes: Vec<u8>,
+    /// The SHA-256 of `bytes`, hex.
+    hash: String,
     /// What one sandbox of it takes.
     pub footprint: Footprint,
 }
@@ -100,7 +102,8 @@ pub(crate) fn read(
         let Some(bytes) = registry.get(name) else {
             return Ok(None);
         };
-        return from_bytes(config, name, task, registry_path(bytes), bytes.clone()).map(Some);
+        let hash = ComponentCache::module_hash(bytes);
+        return from_bytes(config, name, task, bytes.clone(), Some(hash)).map(Some);
     }
     let path = config.resolve(task.module.get_ref());
     let bytes = std::fs::read(&path).map_err(|e| {
@@ -110,24 +113,35 @@ pub(crate) fn read(
             format!("cannot read module {}: {e}", path.display()),
         ))
     })?;
-    from_bytes(config, name, task, path, bytes).map(Some)
+    let hash = ComponentCache::module_hash(&bytes);
+    checked(config, name, task, path, bytes, hash).map(Some)
 }
 
-/// How a module from the registry is named where a file's path would be:
+/// Checks the bytes of a module from the registry whose SHA-256 is `hash`
+/// (already verified against the bytes) or, with `None`, hashes them.
+/// Where a file's path would be, the module is named
 /// `registry:<first 12 hex digits of its hash>`.
-pub(crate) fn registry_path(bytes: &[u8]) -> PathBuf {
-    let hash = ComponentCache::module_hash(bytes);
-    PathBuf::from(format!("registry:{}", &hash[..12]))
+pub(crate) fn from_bytes(
+    config: &Config,
+    name: &str,
+    task: &TaskTypeConfig,
+    bytes: Vec<u8>,
+    hash: Option<String>,
+) -> Result<ModuleFile, RuntimeError> {
+    let hash = hash.unwrap_or_else(|| ComponentCache::module_hash(&bytes));
+    let path = PathBuf::from(format!("registry:{}", &hash[..12.min(hash.len())]));
+    checked(config, name, task, path, bytes, hash)
 }
 
 /// Checks a module's bytes (a component, readable, fitting the memory
 /// limit) and reads its footprint.
-pub(crate) fn from_bytes(
+fn checked(
     config: &Config,
     name: &str,
     task: &TaskTypeConfig,
     path: PathBuf,
     bytes: Vec<u8>,
+    hash: String,
 ) -> Result<ModuleFile, RuntimeError> {
     let at = |key: &str, message: String| {
         RuntimeError::Config(config.invalid_at(
@@ -159,6 +173,7 @@ pub(crate) fn from_bytes(
     Ok(ModuleFile {
         path,
         bytes,
+        hash,
         footprint,
     })
 }
@@ -176,6 +191,7 @@ pub(crate) fn task_type(
     let ModuleFile {
         path: module,
         bytes,
+        hash: module_hash,
         footprint,
     } = file;
     let at = |message: String| {
@@ -185,7 +201,6 @@ pub(crate) fn task_type(
             message,
         ))
     };
-    let module_hash = ComponentCache::module_hash(&bytes);
     let (component, status) = cache
         .load(engine, &module_hash, &bytes)
         .map_err(|e| at(format!("{} does not compile: {e:#}", module.display())))?;

@@ -171,16 +171,17 @@ impl Runtime {
     /// Prepares `bytes` as the next version of `task_type`: checks it as
     /// start-up does (a component, its memory at start within the type's
     /// limit, the world) and that it fits the pool, and compiles it (or
-    /// loads it from the cache). CPU-heavy: call it from `spawn_blocking`.
-    pub fn prepare(&self, task_type: &str, bytes: Vec<u8>) -> Result<Version, String> {
+    /// loads it from the cache). `hash` is the SHA-256 of `bytes` (hex),
+    /// which the caller has verified; it names the compiled-code cache
+    /// entry. CPU-heavy: call it off the async runtime's threads.
+    pub fn prepare(&self, task_type: &str, bytes: Vec<u8>, hash: &str) -> Result<Version, String> {
         let config = &*self.loader.config();
         let task = config
             .tasks
             .get(task_type)
             .ok_or_else(|| format!("task type {task_type:?} is not in this worker's config"))?;
-        let path = load::registry_path(&bytes);
-        let file =
-            load::from_bytes(config, task_type, task, path, bytes).map_err(|e| e.to_string())?;
+        let file = load::from_bytes(config, task_type, task, bytes, Some(hash.to_owned()))
+            .map_err(|e| e.to_string())?;
         fits(&file.footprint, &self.loader.pool)?;
         let task_type = load::task_type(
             config,

@@ -315,7 +315,7 @@ async fn prepare(
     let (name, expected) = (task_type.to_owned(), hash.to_owned());
     let version = in_background(move || {
         crate::registry::verify(&expected, &bytes).map_err(|e| e.to_string())?;
-        runtime.prepare(&name, bytes)
+        runtime.prepare(&name, bytes, &expected)
     })
     .await?;
     let runtime = shared.runtime.clone();
