@@ -661,6 +661,11 @@ async fn a_canary_runs_its_share_shows_its_failure_rate_and_ends_by_a_command() 
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("canary"), "{out}");
     wait_canary(&t, None, 2).await;
+    // The canary was never the type's version, so it is nothing to roll
+    // back to.
+    let (code, out, err) = run_wasq(&["module", "rollback", &t, "--config", &cfg]);
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(err.contains("no earlier version"), "{err}");
     let events = run_panics(&q, &t, 100, &mut workers).await;
     assert!(
         events
@@ -700,4 +705,67 @@ async fn a_canary_runs_its_share_shows_its_failure_rate_and_ends_by_a_command() 
             "push"
         ]
     );
+}
+
+/// A reload between a version's preparation and its install turns that
+/// version away (it would carry the old limits); the worker prepares it
+/// again under the new config. A canary takes a reload's limits, and ends
+/// when its type stops coming from the registry.
+#[test]
+fn a_reload_turns_away_a_version_prepared_before_it_and_retargets_the_canary() {
+    let config = |fuel: u64, registry: bool| {
+        let module = if registry {
+            "\"registry\"".to_owned()
+        } else {
+            format!("{:?}", example("noop").display().to_string())
+        };
+        let config = TestConfig::new(&format!(
+            "[tasks.\"reload:t\"]\nmodule = {module}\nfuel = {fuel}\n"
+        ));
+        wasq::config::Config::load(&config.path).unwrap()
+    };
+    let fuel_of = |runtime: &wasq::runtime::Runtime| {
+        runtime
+            .task_types()
+            .into_iter()
+            .find(|t| t.name == "reload:t")
+            .map(|t| t.limits.fuel)
+    };
+    let v1 = unique_component(&example("noop"));
+    let v2 = unique_component(&example("noop"));
+    let v3 = unique_component(&example("noop"));
+    let (h1, h2, h3) = (
+        wasq::registry::hash_of(&v1),
+        wasq::registry::hash_of(&v2),
+        wasq::registry::hash_of(&v3),
+    );
+    let runtime = wasq::runtime::Runtime::load_with(
+        &config(1_000_000, true),
+        &BTreeMap::from([("reload:t".to_owned(), v1)]),
+    )
+    .unwrap();
+    assert_eq!(runtime.module_hash_of("reload:t"), Some(h1.clone()));
+
+    // v2 prepared under the old config, installed after a reload: turned away.
+    let stale = runtime.prepare("reload:t", v2.clone(), &h2).unwrap();
+    let canary = runtime.prepare("reload:t", v3, &h3).unwrap();
+    runtime.install_canary(canary, 10.0).unwrap();
+    runtime.reconfigure(&config(2_000_000, true)).unwrap();
+    assert_eq!(runtime.install(stale).err(), Some(wasq::runtime::Stale));
+    assert_eq!(runtime.module_hash_of("reload:t"), Some(h1.clone()));
+    assert_eq!(fuel_of(&runtime), Some(Some(2_000_000)));
+    // Prepared again, it installs with the new limits.
+    let fresh = runtime.prepare("reload:t", v2, &h2).unwrap();
+    assert_eq!(fresh.info().limits.fuel, Some(2_000_000));
+    assert_eq!(runtime.install(fresh).unwrap(), h1);
+    assert_eq!(runtime.module_hash_of("reload:t"), Some(h2));
+
+    // The canary runs on with the reload's limits ...
+    assert_eq!(runtime.canary_of("reload:t").map(|c| c.0), Some(h3.clone()));
+    runtime.reconfigure(&config(3_000_000, true)).unwrap();
+    assert_eq!(runtime.canary_of("reload:t").map(|c| c.0), Some(h3));
+    assert_eq!(fuel_of(&runtime), Some(Some(3_000_000)));
+    // ... and ends when the type runs a file instead.
+    runtime.reconfigure(&config(3_000_000, false)).unwrap();
+    assert_eq!(runtime.canary_of("reload:t"), None);
 }

@@ -49,10 +49,23 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             match wasq::runtime::Runtime::load_with(&config, &registry) {
                 Err(e) if !registry.is_empty() => {
                     // A registry version this host cannot run must not keep
-                    // the worker down: start without the registry's versions;
-                    // the worker then reports why it refuses them.
-                    tracing::warn!("{e}; starting the registry types without their versions");
-                    wasq::runtime::Runtime::load_with(&config, &BTreeMap::new())
+                    // the worker down: start with the versions that load on
+                    // their own, and the others' types without a version;
+                    // the worker then reports why it refuses those.
+                    let mut runnable = registry;
+                    runnable.retain(|task_type, bytes| {
+                        let one = BTreeMap::from([(task_type.clone(), bytes.clone())]);
+                        wasq::runtime::Runtime::load_with(&config, &one).is_ok()
+                    });
+                    tracing::warn!(
+                        "{e}; starting with the registry versions of {} only",
+                        if runnable.is_empty() {
+                            "no type".to_owned()
+                        } else {
+                            runnable.keys().cloned().collect::<Vec<_>>().join(", ")
+                        }
+                    );
+                    wasq::runtime::Runtime::load_with(&config, &runnable)
                 }
                 loaded => loaded,
             }

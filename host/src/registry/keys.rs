@@ -11,7 +11,7 @@ pub const CURRENT: &str = "wasq:{registry}:current";
 /// run another version than the current one.
 pub const CANARY: &str = "wasq:{registry}:canary";
 /// Sorted set: every module ever uploaded (sealed or not) → when it was
-/// first uploaded (Unix seconds); garbage collection starts from it.
+/// last uploaded (Unix seconds); garbage collection starts from it.
 pub const MODULES: &str = "wasq:{registry}:modules";
 /// Hash: worker (server id) → what it runs (JSON, see `WorkerReport`).
 pub const WORKERS: &str = "wasq:{registry}:workers";

@@ -114,10 +114,19 @@ pub struct HistoryEntry {
     pub at: i64,
     /// Who: `user@host`.
     pub by: String,
-    /// `push` or `rollback`.
+    /// `push`, `rollback` or `promote` when the type's current version
+    /// changed; `canary N %` or `canary ended` for a canary.
     pub action: String,
     /// The module's size in bytes.
     pub size: u64,
+}
+
+impl HistoryEntry {
+    /// Whether the entry records a canary, not a change of the current
+    /// version.
+    pub fn is_canary(&self) -> bool {
+        self.action.starts_with("canary")
+    }
 }
 
 /// A canary: `percent` of a type's tasks run `hash` instead of the current
@@ -262,9 +271,11 @@ impl Registry {
     pub async fn upload(&self, bytes: &[u8]) -> Result<(String, usize), RegistryError> {
         let hash = hash_of(bytes);
         let mut conn = self.broker.conn();
+        // The latest upload's time, so a module uploaded again is not
+        // collected as an old orphan before the push points at it.
         let _: i64 = redis::cmd("ZADD")
             .arg(keys::MODULES)
-            .arg("NX")
+            .arg("GT")
             .arg(now_secs())
             .arg(&hash)
             .query_async(&mut conn)
@@ -382,12 +393,20 @@ impl Registry {
             action: format!("canary {percent} %"),
             size: bytes.len() as u64,
         };
-        self.canary_step(
-            task_type,
-            &serde_json::to_string(&canary).expect("serializes"),
-            &entry,
-        )
-        .await?;
+        let started = self
+            .canary_step(
+                task_type,
+                &serde_json::to_string(&canary).expect("serializes"),
+                &entry,
+                &hash,
+            )
+            .await?;
+        if started < 0 {
+            return Err(RegistryError::Refused(format!(
+                "{task_type:?} already runs {}: a canary needs another version",
+                &hash[..12]
+            )));
+        }
         Ok(Pushed {
             hash,
             previous: current,
@@ -433,7 +452,7 @@ impl Registry {
             action: "canary ended".into(),
             size: 0,
         };
-        self.canary_step(task_type, "", &entry).await?;
+        self.canary_step(task_type, "", &entry, "").await?;
         Ok(Some(canary.hash))
     }
 
@@ -442,19 +461,21 @@ impl Registry {
         task_type: &str,
         canary: &str,
         entry: &HistoryEntry,
-    ) -> Result<(), RegistryError> {
+        hash: &str,
+    ) -> Result<i64, RegistryError> {
         let mut conn = self.broker.conn();
-        let _: i64 = CANARY
+        Ok(CANARY
             .key(keys::CANARY)
             .key(keys::history(task_type))
+            .key(keys::CURRENT)
             .arg(task_type)
             .arg(canary)
             .arg(serde_json::to_string(entry).expect("an entry serializes"))
             .arg(HISTORY_KEPT)
             .arg(keys::CHANNEL)
+            .arg(hash)
             .invoke_async(&mut conn)
-            .await?;
-        Ok(())
+            .await?)
     }
 
     /// The canaries of `types` (one command), `None` for a type with none.
@@ -547,6 +568,7 @@ impl Registry {
             }
             None => history
                 .iter()
+                .filter(|e| !e.is_canary())
                 .map(|e| e.hash.clone())
                 .find(|h| *h != current)
                 .ok_or_else(|| {
@@ -586,6 +608,12 @@ impl Registry {
                 detail: "it has no manifest (never sealed, or collected)".into(),
             });
         };
+        if size > chunks.saturating_mul(CHUNK_SIZE as u64) {
+            return Err(RegistryError::Corrupt {
+                hash: hash.to_owned(),
+                detail: format!("its manifest says {size} bytes in {chunks} chunk(s)"),
+            });
+        }
         let mut bytes = Vec::with_capacity(size as usize);
         for i in 0..chunks as usize {
             let chunk: Option<Vec<u8>> = conn.get(keys::chunk(hash, i)).await?;
@@ -658,7 +686,7 @@ impl Registry {
         for task_type in current.keys() {
             let mut distinct = Vec::new();
             for entry in self.history(task_type).await? {
-                if !distinct.contains(&entry.hash) {
+                if !entry.is_canary() && !distinct.contains(&entry.hash) {
                     distinct.push(entry.hash);
                 }
             }

@@ -66,7 +66,7 @@ pub use load::{TaskTypeInfo, WORLD};
 pub use outcome::{
     Action, Failure, HOST_RESOURCES_DELAY, HandlerError, LimitExceeded, Outcome, TrapCause,
 };
-pub use swap::{Reconfigured, Version};
+pub use swap::{Reconfigured, Stale, Version};
 
 use crate::config::{Config, ConfigError};
 use bindings::Handler;
@@ -329,6 +329,8 @@ impl Runtime {
                 cache,
                 pool: footprint,
                 max_memory,
+                generation: Default::default(),
+                swap: Default::default(),
             },
         })
     }

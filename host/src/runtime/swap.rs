@@ -13,7 +13,8 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use wasmtime::component::Linker;
@@ -52,6 +53,12 @@ pub(crate) struct Loader {
     pub pool: Footprint,
     /// The largest memory limit the pool's slots hold.
     pub max_memory: u64,
+    /// Bumped by each reload: a version prepared under an older config is
+    /// not installed (it would carry the old limits and grants).
+    pub generation: AtomicU64,
+    /// Held while a version is installed and while a reload commits, so
+    /// neither overwrites the other.
+    pub swap: Mutex<()>,
 }
 
 impl Loader {
@@ -79,6 +86,8 @@ pub struct Reconfigured {
 /// A module version ready to install for a task type.
 pub struct Version {
     task_type: TaskType,
+    /// The config generation it was prepared under.
+    generation: u64,
 }
 
 impl Version {
@@ -119,8 +128,11 @@ impl Runtime {
     }
 
     /// Runs `version` for `percent` (0-100) of its type's tasks, beside the
-    /// current version, replacing any canary the type had.
-    pub fn install_canary(&self, version: Version, percent: f64) {
+    /// current version, replacing any canary the type had; [`Stale`] when
+    /// the config was reloaded after `version` was prepared.
+    pub fn install_canary(&self, version: Version, percent: f64) -> Result<(), Stale> {
+        let _swap = self.loader.swap.lock().unwrap_or_else(|e| e.into_inner());
+        self.check_generation(&version)?;
         let name = version.task_type.info.name.clone();
         self.canaries
             .write()
@@ -132,6 +144,7 @@ impl Runtime {
                     (percent / 100.0).clamp(0.0, 1.0),
                 ),
             );
+        Ok(())
     }
 
     /// Changes the share of `task_type`'s canary; false when it has none.
@@ -175,6 +188,7 @@ impl Runtime {
     /// which the caller has verified; it names the compiled-code cache
     /// entry. CPU-heavy: call it off the async runtime's threads.
     pub fn prepare(&self, task_type: &str, bytes: Vec<u8>, hash: &str) -> Result<Version, String> {
+        let generation = self.loader.generation.load(Ordering::SeqCst);
         let config = &*self.loader.config();
         let task = config
             .tasks
@@ -193,7 +207,10 @@ impl Runtime {
             &self.loader.cache,
         )
         .map_err(|e| e.to_string())?;
-        Ok(Version { task_type })
+        Ok(Version {
+            task_type,
+            generation,
+        })
     }
 
     /// Instantiates `version` once in a sandbox of its type (without
@@ -222,14 +239,35 @@ impl Runtime {
 
     /// Makes `version` the one its task type runs: tasks that start from
     /// now on run it, tasks already running finish on theirs. Returns the
-    /// hash it replaced ("" for none).
-    pub fn install(&self, version: Version) -> String {
+    /// hash it replaced ("" for none), or [`Stale`] when the config was
+    /// reloaded after `version` was prepared (prepare it again).
+    pub fn install(&self, version: Version) -> Result<String, Stale> {
+        let _swap = self.loader.swap.lock().unwrap_or_else(|e| e.into_inner());
+        self.check_generation(&version)?;
         let name = version.task_type.info.name.clone();
         let mut types = self.types.write().unwrap_or_else(|e| e.into_inner());
-        types
+        Ok(types
             .insert(name, Arc::new(version.task_type))
             .map(|old| old.info.module_hash.clone())
-            .unwrap_or_default()
+            .unwrap_or_default())
+    }
+
+    fn check_generation(&self, version: &Version) -> Result<(), Stale> {
+        if version.generation == self.loader.generation.load(Ordering::SeqCst) {
+            Ok(())
+        } else {
+            Err(Stale)
+        }
+    }
+}
+
+/// A version prepared under a config that has since been reloaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stale;
+
+impl std::fmt::Display for Stale {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the config was reloaded while this version was prepared")
     }
 }
 
@@ -324,12 +362,45 @@ impl Runtime {
             .filter(|name| !config.tasks.contains_key(*name))
             .cloned()
             .collect();
+        // Commit. A registry version installed while the new types were
+        // loaded takes the new settings too, and so does each canary of a
+        // type that still comes from the registry; the other canaries end.
+        let _swap = self.loader.swap.lock().unwrap_or_else(|e| e.into_inner());
+        let now = self.read_types().clone();
+        for (name, task) in &config.tasks {
+            let still_registry = task.from_registry()
+                && old_config
+                    .tasks
+                    .get(name)
+                    .is_some_and(|b| b.from_registry());
+            let Some(current) = now.get(name).filter(|_| still_registry) else {
+                continue;
+            };
+            if old.get(name).is_none_or(|o| !Arc::ptr_eq(o, current)) {
+                let retargeted = load::retarget(current, config, name, task)?;
+                types.insert(name.clone(), Arc::new(retargeted));
+            }
+        }
+        let mut canaries = BTreeMap::new();
+        for (name, (canary, share)) in self
+            .canaries
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            if let Some(task) = config.tasks.get(name).filter(|t| t.from_registry()) {
+                let retargeted = load::retarget(canary, config, name, task)?;
+                canaries.insert(name.clone(), (Arc::new(retargeted), *share));
+            }
+        }
         *self.types.write().unwrap_or_else(|e| e.into_inner()) = types;
+        *self.canaries.write().unwrap_or_else(|e| e.into_inner()) = canaries;
         *self
             .loader
             .config
             .write()
             .unwrap_or_else(|e| e.into_inner()) = Arc::new(config.clone());
+        self.loader.generation.fetch_add(1, Ordering::SeqCst);
         Ok(changes)
     }
 }

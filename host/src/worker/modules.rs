@@ -19,8 +19,11 @@ use crate::registry::{Refusal, Registry, TypeStatus, WorkerReport, keys};
 /// How often the current versions are read even without a message.
 pub const POLL: Duration = Duration::from_secs(2);
 /// How long a refused version is left alone before it is tried again (it
-/// may be fixed in place: a missing chunk uploaded again).
+/// may be fixed in place: a missing chunk uploaded again). Each refusal in
+/// a row doubles it, up to [`RETRY_REFUSED_MAX`]; a reload starts over.
 const RETRY_REFUSED: Duration = Duration::from_secs(10);
+/// The longest wait before a refused version is tried again.
+const RETRY_REFUSED_MAX: Duration = Duration::from_secs(640);
 /// How often the worker's report is written even when nothing changed.
 const REPORT_EVERY: Duration = Duration::from_secs(5);
 
@@ -29,8 +32,9 @@ pub(crate) struct Modules {
     pub registry: Registry,
     /// What each type runs and refused, as last reported.
     status: Mutex<BTreeMap<String, TypeStatus>>,
-    /// When each refused version was last tried.
-    refused_at: Mutex<HashMap<(String, String), Instant>>,
+    /// When each refused version was last tried, and how many times in a
+    /// row it was refused.
+    refused_at: Mutex<HashMap<(String, String), (Instant, u32)>>,
     /// A message said a version changed.
     changed: Notify,
 }
@@ -167,7 +171,14 @@ async fn follow_current(
     let started = Instant::now();
     match prepare(shared, task_type, &target).await {
         Ok(version) => {
-            let old = shared.runtime.install(version);
+            let old = match shared.runtime.install(version) {
+                Ok(old) => old,
+                Err(stale) => {
+                    // Prepared again under the new config at the next look.
+                    tracing::debug!(task_type = %task_type, module = %target, "{stale}");
+                    return true;
+                }
+            };
             tracing::info!(
                 task_type = %task_type,
                 module = %target,
@@ -222,7 +233,10 @@ async fn follow_canary(
             }
             match prepare(shared, task_type, &canary.hash).await {
                 Ok(version) => {
-                    shared.runtime.install_canary(version, canary.percent);
+                    if let Err(stale) = shared.runtime.install_canary(version, canary.percent) {
+                        tracing::debug!(task_type = %task_type, module = %canary.hash, "{stale}");
+                        return true;
+                    }
                     let mut status = modules.status.lock().unwrap_or_else(|e| e.into_inner());
                     if let Some(entry) = status.get_mut(task_type)
                         && entry
@@ -259,7 +273,25 @@ fn refused_recently(shared: &Shared, task_type: &str, hash: &str) -> bool {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .get(&(task_type.to_owned(), hash.to_owned()))
-        .is_some_and(|at| at.elapsed() < RETRY_REFUSED)
+        .is_some_and(|(at, times)| at.elapsed() < retry_after(*times))
+}
+
+/// How long a version refused `times` times in a row is left alone.
+fn retry_after(times: u32) -> Duration {
+    RETRY_REFUSED
+        .saturating_mul(1 << times.saturating_sub(1).min(16))
+        .min(RETRY_REFUSED_MAX)
+}
+
+/// Forgets every refusal, so each version is tried again at once (after a
+/// reload: new limits may admit it).
+pub(crate) fn forget_refusals(shared: &Shared) {
+    shared
+        .modules
+        .refused_at
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clear();
 }
 
 fn taken(shared: &Shared, task_type: &str, hash: &str) {
@@ -285,7 +317,12 @@ fn refuse(shared: &Shared, task_type: &str, hash: &str, running: &str, reason: S
         .refused_at
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .insert((task_type.to_owned(), hash.to_owned()), Instant::now());
+        .entry((task_type.to_owned(), hash.to_owned()))
+        .and_modify(|(at, times)| {
+            *at = Instant::now();
+            *times = times.saturating_add(1);
+        })
+        .or_insert((Instant::now(), 1));
     let mut status = shared
         .modules
         .status
@@ -380,4 +417,18 @@ pub(crate) async fn forget(shared: &Shared) {
         .registry
         .forget_worker(&shared.server_id)
         .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_version_refused_again_and_again_is_tried_less_and_less_often() {
+        assert_eq!(retry_after(1), RETRY_REFUSED);
+        assert_eq!(retry_after(2), RETRY_REFUSED * 2);
+        assert_eq!(retry_after(4), RETRY_REFUSED * 8);
+        assert_eq!(retry_after(7), RETRY_REFUSED_MAX);
+        assert_eq!(retry_after(u32::MAX), RETRY_REFUSED_MAX);
+    }
 }

@@ -64,6 +64,7 @@ impl Reloader {
             .map_err(|e| {
                 ReloadError::NeedsRestart(format!("loading the task types panicked: {e}"))
             })??;
+        super::modules::forget_refusals(shared);
         *shared
             .retry_delays
             .write()

@@ -256,7 +256,7 @@ fn print_rows(rows: Vec<ModuleRow>) {
             if r.sha256.is_empty() {
                 "-".to_owned()
             } else {
-                r.sha256[..12].to_owned()
+                r.sha256.chars().take(12).collect()
             },
             r.fuel.map_or("unlimited".to_owned(), |f| f.to_string()),
             format!("{} MiB", r.memory >> 20),

@@ -312,5 +312,5 @@ pub async fn gc(args: GcArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn short(hash: &str) -> String {
-    hash[..12.min(hash.len())].to_owned()
+    hash.chars().take(12).collect()
 }
