@@ -49,13 +49,33 @@ pub(crate) const OTHER: &str = "other";
 pub(crate) struct Labelled {
     /// These, and any other is [`OTHER`]; `None`: every task type (until
     /// [`Metrics::with_task_types`] is called).
-    pub(crate) only: Option<HashSet<String>>,
+    only: std::sync::RwLock<Option<HashSet<String>>>,
 }
 
 impl Labelled {
+    /// Labels only `names` by name.
+    pub(crate) fn only(names: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        Self {
+            only: std::sync::RwLock::new(Some(names.into_iter().map(Into::into).collect())),
+        }
+    }
+
+    /// Labels `names` by name too (task types a reload added). Names are
+    /// never dropped: series already exported keep their label.
+    pub(crate) fn add(&self, names: impl IntoIterator<Item = impl Into<String>>) {
+        if let Some(only) = self
+            .only
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
+            only.extend(names.into_iter().map(Into::into));
+        }
+    }
+
     /// `task_type` itself if it may be a label, else [`OTHER`].
     pub(crate) fn label<'a>(&self, task_type: &'a str) -> &'a str {
-        match &self.only {
+        match &*self.only.read().unwrap_or_else(|e| e.into_inner()) {
             Some(names) if !names.contains(task_type) => OTHER,
             _ => task_type,
         }
@@ -319,8 +339,13 @@ impl Metrics {
         mut self,
         task_types: impl IntoIterator<Item = impl Into<String>>,
     ) -> Self {
-        self.labelled.only = Some(task_types.into_iter().map(Into::into).collect());
+        self.labelled = Labelled::only(task_types);
         self
+    }
+
+    /// Labels `task_types` by name too (a reload added them).
+    pub(crate) fn add_task_types(&self, task_types: impl IntoIterator<Item = impl Into<String>>) {
+        self.labelled.add(task_types);
     }
 
     /// Records the outbound HTTP requests of one run of `task_type`.
@@ -645,12 +670,14 @@ mod tests {
 
     #[test]
     fn labelled_keeps_configured_names() {
-        let only = Labelled {
-            only: Some(["a".to_owned()].into()),
-        };
+        let only = Labelled::only(["a"]);
         assert_eq!(only.label("a"), "a");
         assert_eq!(only.label("b"), OTHER);
         assert_eq!(only.label(""), OTHER);
         assert_eq!(Labelled::default().label("b"), "b");
+        // A reload adds a type: it is labelled by name from then on.
+        only.add(["b"]);
+        assert_eq!(only.label("b"), "b");
+        assert_eq!(only.label("c"), OTHER);
     }
 }

@@ -65,6 +65,8 @@ impl Reloader {
                 ReloadError::NeedsRestart(format!("loading the task types panicked: {e}"))
             })??;
         super::modules::forget_refusals(shared);
+        shared.metrics.add_task_types(&changes.added);
+        shared.usage.add_task_types(&changes.added);
         *shared
             .retry_delays
             .write()

@@ -61,8 +61,13 @@ impl Usage {
         mut self,
         task_types: impl IntoIterator<Item = impl Into<String>>,
     ) -> Self {
-        self.labelled.only = Some(task_types.into_iter().map(Into::into).collect());
+        self.labelled = Labelled::only(task_types);
         self
+    }
+
+    /// Counts `task_types` under their own name too (a reload added them).
+    pub(crate) fn add_task_types(&self, task_types: impl IntoIterator<Item = impl Into<String>>) {
+        self.labelled.add(task_types);
     }
 
     /// Counts one run (runs that never reached the sandbox are skipped).
