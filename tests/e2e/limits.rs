@@ -77,13 +77,7 @@ async fn a_rate_holds_in_every_second_across_three_workers() {
     drop(workers);
 
     // Nothing lost, retried or failed.
-    let stats = broker.stats(&q).await.unwrap();
-    assert_eq!(
-        (stats.pending, stats.active, stats.retry, stats.archived),
-        (0, 0, 0, 0),
-        "{stats:?}"
-    );
-    assert_eq!(stats.failed_total, 0);
+    assert_nothing_left_or_failed(&broker, &q).await;
     let keys = QueueKeys::new(&q);
     let mut pipe = redis::pipe();
     for id in &ids {

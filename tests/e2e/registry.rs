@@ -58,28 +58,8 @@ async fn registry() -> Registry {
 /// the same handler under a hash no other test uses, so this test may
 /// damage its chunks.
 fn unique_component(file: &std::path::Path) -> Vec<u8> {
-    fn leb(mut n: usize, out: &mut Vec<u8>) {
-        loop {
-            let byte = (n & 0x7f) as u8;
-            n >>= 7;
-            if n == 0 {
-                out.push(byte);
-                return;
-            }
-            out.push(byte | 0x80);
-        }
-    }
-    let mut bytes = std::fs::read(file).unwrap();
-    let name = b"wasq-test";
     let id = uuid::Uuid::new_v4().to_string();
-    let mut body = Vec::new();
-    leb(name.len(), &mut body);
-    body.extend_from_slice(name);
-    body.extend_from_slice(id.as_bytes());
-    bytes.push(0);
-    leb(body.len(), &mut bytes);
-    bytes.extend_from_slice(&body);
-    bytes
+    wasq_tests::with_custom_section(&std::fs::read(file).unwrap(), "wasq-test", id.as_bytes())
 }
 
 fn now_ms() -> u64 {
@@ -165,13 +145,7 @@ async fn a_push_during_a_drain_swaps_three_workers_without_losing_a_task() {
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     // Nothing lost, failed or run twice.
-    let stats = broker.stats(&q).await.unwrap();
-    assert_eq!(
-        (stats.pending, stats.active, stats.retry, stats.archived),
-        (0, 0, 0, 0),
-        "{stats:?}"
-    );
-    assert_eq!(stats.failed_total, 0);
+    assert_nothing_left_or_failed(&broker, &q).await;
     let events: Vec<serde_json::Value> =
         workers.iter_mut().flat_map(|w| w.drain_events()).collect();
     assert_eq!(events.len(), N, "one run per task");
@@ -503,6 +477,16 @@ async fn first_event(worker: &mut SpawnedWorker) -> serde_json::Value {
     }
 }
 
+/// Pushes `file` as a canary of `task_type` for `share` of its tasks with
+/// `wasq module push --canary`.
+fn push_canary(file: &std::path::Path, task_type: &str, share: &str, config: &str) {
+    let file = file.display().to_string();
+    let (code, out, err) = run_wasq(&[
+        "module", "push", &file, "--type", task_type, "--canary", share, "--config", config,
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
 /// Waits until a worker reports refusing `hash` for `task_type`; returns why.
 async fn refusal_of(task_type: &str, hash: &str) -> String {
     let registry = registry().await;
@@ -587,18 +571,7 @@ async fn a_canary_runs_its_share_shows_its_failure_rate_and_ends_by_a_command() 
     let mut workers = vec![SpawnedWorker::start(&config), SpawnedWorker::start(&config)];
     wait_running(&t, &v1, 2).await;
 
-    let (code, out, err) = run_wasq(&[
-        "module",
-        "push",
-        &guest("misbehave").display().to_string(),
-        "--type",
-        &t,
-        "--canary",
-        "25%",
-        "--config",
-        &cfg,
-    ]);
-    assert_eq!(code, 0, "{out}{err}");
+    push_canary(&guest("misbehave"), &t, "25%", &cfg);
     wait_canary(&t, Some(&v2), 2).await;
     assert_eq!(
         registry().await.current_of(&t).await.unwrap(),
@@ -674,18 +647,7 @@ async fn a_canary_runs_its_share_shows_its_failure_rate_and_ends_by_a_command() 
     );
 
     // Again, then promoted: v2 runs every task.
-    let (code, out, err) = run_wasq(&[
-        "module",
-        "push",
-        &guest("misbehave").display().to_string(),
-        "--type",
-        &t,
-        "--canary",
-        "50",
-        "--config",
-        &cfg,
-    ]);
-    assert_eq!(code, 0, "{out}{err}");
+    push_canary(&guest("misbehave"), &t, "50", &cfg);
     wait_canary(&t, Some(&v2), 2).await;
     let (code, out, err) = run_wasq(&["module", "promote", &t, "--config", &cfg]);
     assert_eq!(code, 0, "{out}{err}");

@@ -125,6 +125,18 @@ pub(crate) async fn cluster_client() -> Client {
         .unwrap()
 }
 
+/// Asserts that queue `q` holds no task (pending, active, retry or
+/// archived) and never failed one.
+pub(crate) async fn assert_nothing_left_or_failed(broker: &wasq::broker::Broker, q: &str) {
+    let stats = broker.stats(q).await.unwrap();
+    assert_eq!(
+        (stats.pending, stats.active, stats.retry, stats.archived),
+        (0, 0, 0, 0),
+        "{stats:?}"
+    );
+    assert_eq!(stats.failed_total, 0, "{stats:?}");
+}
+
 pub(crate) fn payload(json: &str) -> Task {
     Task::new("bad", json.as_bytes().to_vec())
 }

@@ -139,3 +139,30 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// `component` with a custom section appended, named `name` and holding
+/// `body`: the same handler under another SHA-256 (and as large as `body`
+/// makes it), which the registry tests and benchmark push as new versions.
+pub fn with_custom_section(component: &[u8], name: &str, body: &[u8]) -> Vec<u8> {
+    fn leb(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let mut section = Vec::with_capacity(body.len() + name.len() + 5);
+    leb(name.len(), &mut section);
+    section.extend_from_slice(name.as_bytes());
+    section.extend_from_slice(body);
+    let mut out = Vec::with_capacity(component.len() + section.len() + 6);
+    out.extend_from_slice(component);
+    out.push(0);
+    leb(section.len(), &mut out);
+    out.extend_from_slice(&section);
+    out
+}

@@ -483,14 +483,9 @@ impl Registry {
         &self,
         types: &[String],
     ) -> Result<Vec<Option<Canary>>, RegistryError> {
-        if types.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut conn = self.broker.conn();
-        let mut cmd = redis::cmd("HMGET");
-        cmd.arg(keys::CANARY).arg(types);
-        let raw: Vec<Option<String>> = cmd.query_async(&mut conn).await?;
-        Ok(raw
+        Ok(self
+            .fields_of(keys::CANARY, types)
+            .await?
             .into_iter()
             .map(|r| r.and_then(|j| serde_json::from_str(&j).ok()))
             .collect())
@@ -515,12 +510,21 @@ impl Registry {
         &self,
         types: &[String],
     ) -> Result<Vec<Option<String>>, RegistryError> {
+        self.fields_of(keys::CURRENT, types).await
+    }
+
+    /// The fields `types` of hash `key` (one `HMGET`), `None` where absent.
+    async fn fields_of(
+        &self,
+        key: &str,
+        types: &[String],
+    ) -> Result<Vec<Option<String>>, RegistryError> {
         if types.is_empty() {
             return Ok(Vec::new());
         }
         let mut conn = self.broker.conn();
         let mut cmd = redis::cmd("HMGET");
-        cmd.arg(keys::CURRENT).arg(types);
+        cmd.arg(key).arg(types);
         Ok(cmd.query_async(&mut conn).await?)
     }
 

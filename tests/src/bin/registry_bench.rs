@@ -233,22 +233,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 /// `component` with a custom section appended that holds `tag` and `pad`
 /// bytes: the same handler under a new hash, as large as needed.
 fn with_section(component: &[u8], tag: usize, pad: usize) -> Vec<u8> {
-    fn leb(mut n: usize, out: &mut Vec<u8>) {
-        loop {
-            let byte = (n & 0x7f) as u8;
-            n >>= 7;
-            if n == 0 {
-                out.push(byte);
-                return;
-            }
-            out.push(byte | 0x80);
-        }
-    }
-    let name = b"wasq-bench";
-    let mut body = Vec::with_capacity(pad + 64);
-    leb(name.len(), &mut body);
-    body.extend_from_slice(name);
-    body.extend_from_slice(format!("{tag}:{}", uuid::Uuid::new_v4()).as_bytes());
+    let mut body = format!("{tag}:{}", uuid::Uuid::new_v4()).into_bytes();
+    body.reserve(pad);
     // Bytes that do not repeat, as a real module's code does not.
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15 ^ tag as u64;
     body.extend((0..pad).map(|_| {
@@ -257,11 +243,7 @@ fn with_section(component: &[u8], tag: usize, pad: usize) -> Vec<u8> {
         x ^= x << 17;
         x as u8
     }));
-    let mut out = component.to_vec();
-    out.push(0);
-    leb(body.len(), &mut out);
-    out.extend_from_slice(&body);
-    out
+    wasq_tests::with_custom_section(component, "wasq-bench", &body)
 }
 
 /// Waits until the three workers report running `hash`.

@@ -30,9 +30,9 @@ pub enum Args {
     /// `wasq module rollback T` (none).
     Push(registry::PushArgs),
     /// Make task type T's canary its version for every task.
-    Promote(registry::PromoteArgs),
+    Promote(registry::TypeArgs),
     /// The versions task type T was pointed at: when, by whom, which hash.
-    History(registry::HistoryArgs),
+    History(registry::TypeArgs),
     /// End task type T's canary if it has one; otherwise point T back at the
     /// version before the current one, or at `--to HASH` (a prefix of a hash
     /// in its history).

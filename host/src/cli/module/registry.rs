@@ -49,20 +49,10 @@ fn percent(text: &str) -> Result<f64, String> {
     }
 }
 
-/// Arguments of `wasq module promote`.
+/// Arguments of the commands that take one task type: `wasq module
+/// promote` and `wasq module history`.
 #[derive(Debug, clap::Args)]
-pub struct PromoteArgs {
-    /// The task type.
-    task_type: String,
-    #[command(flatten)]
-    redis: RedisArgs,
-    #[command(flatten)]
-    output: JsonArg,
-}
-
-/// Arguments of `wasq module history`.
-#[derive(Debug, clap::Args)]
-pub struct HistoryArgs {
+pub struct TypeArgs {
     /// The task type.
     task_type: String,
     #[command(flatten)]
@@ -201,7 +191,7 @@ async fn check(
     .with_context(|| format!("{} is refused", file.display()))
 }
 
-pub async fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
+pub async fn history(args: TypeArgs) -> anyhow::Result<ExitCode> {
     let registry = Registry::new(args.redis.connect().await?);
     let history = registry.history(&args.task_type).await?;
     let current = registry.current().await?.remove(&args.task_type);
@@ -239,21 +229,20 @@ pub async fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn promote(args: PromoteArgs) -> anyhow::Result<ExitCode> {
+pub async fn promote(args: TypeArgs) -> anyhow::Result<ExitCode> {
     let registry = Registry::new(args.redis.connect().await?);
     let hash = registry.promote(&args.task_type, &registry::who()).await?;
-    if args.output.json {
-        println!(
-            "{}",
-            serde_json::json!({"task_type": args.task_type, "hash": hash})
-        );
-    } else {
-        println!(
-            "{} now runs {} for every task; workers swap to it between tasks",
-            args.task_type,
-            short(&hash)
-        );
-    }
+    say(
+        args.output.json,
+        serde_json::json!({"task_type": args.task_type, "hash": hash}),
+        || {
+            format!(
+                "{} now runs {} for every task; workers swap to it between tasks",
+                args.task_type,
+                short(&hash)
+            )
+        },
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -264,35 +253,33 @@ pub async fn rollback(args: RollbackArgs) -> anyhow::Result<ExitCode> {
             .end_canary(&args.task_type, &registry::who())
             .await?
     {
-        if args.output.json {
-            println!(
-                "{}",
-                serde_json::json!({"task_type": args.task_type, "canary_ended": ended})
-            );
-        } else {
-            println!(
-                "{}: the canary {} ended; every task runs the current version again",
-                args.task_type,
-                short(&ended)
-            );
-        }
+        say(
+            args.output.json,
+            serde_json::json!({"task_type": args.task_type, "canary_ended": ended}),
+            || {
+                format!(
+                    "{}: the canary {} ended; every task runs the current version again",
+                    args.task_type,
+                    short(&ended)
+                )
+            },
+        );
         return Ok(ExitCode::SUCCESS);
     }
     let hash = registry
         .rollback(&args.task_type, args.to.as_deref(), &registry::who())
         .await?;
-    if args.output.json {
-        println!(
-            "{}",
-            serde_json::json!({"task_type": args.task_type, "hash": hash})
-        );
-    } else {
-        println!(
-            "{} now runs {}; workers swap to it between tasks",
-            args.task_type,
-            short(&hash)
-        );
-    }
+    say(
+        args.output.json,
+        serde_json::json!({"task_type": args.task_type, "hash": hash}),
+        || {
+            format!(
+                "{} now runs {}; workers swap to it between tasks",
+                args.task_type,
+                short(&hash)
+            )
+        },
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -309,6 +296,16 @@ pub async fn gc(args: GcArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints a command's outcome: `json` (one line) with `--json`, else the
+/// sentence `text` makes.
+fn say(as_json: bool, json: serde_json::Value, text: impl FnOnce() -> String) {
+    if as_json {
+        println!("{json}");
+    } else {
+        println!("{}", text());
+    }
 }
 
 fn short(hash: &str) -> String {
