@@ -82,9 +82,9 @@ pub(crate) struct ModuleFile {
 }
 
 impl ModuleFile {
-    /// The module's bytes.
-    pub fn bytes(&self) -> &[u8] {
-        &self.bytes
+    /// The module's SHA-256, hex.
+    pub fn hash(&self) -> &str {
+        &self.hash
     }
 }
 
@@ -103,7 +103,7 @@ pub(crate) fn read(
             return Ok(None);
         };
         let hash = ComponentCache::module_hash(bytes);
-        return from_bytes(config, name, task, bytes.clone(), Some(hash)).map(Some);
+        return from_bytes(config, name, task, bytes.clone(), hash).map(Some);
     }
     let path = config.resolve(task.module.get_ref());
     let bytes = std::fs::read(&path).map_err(|e| {
@@ -118,17 +118,15 @@ pub(crate) fn read(
 }
 
 /// Checks the bytes of a module from the registry whose SHA-256 is `hash`
-/// (already verified against the bytes) or, with `None`, hashes them.
-/// Where a file's path would be, the module is named
-/// `registry:<first 12 hex digits of its hash>`.
+/// (hex, of these bytes). Where a file's path would be, the module is
+/// named `registry:<first 12 hex digits of its hash>`.
 pub(crate) fn from_bytes(
     config: &Config,
     name: &str,
     task: &TaskTypeConfig,
     bytes: Vec<u8>,
-    hash: Option<String>,
+    hash: String,
 ) -> Result<ModuleFile, RuntimeError> {
-    let hash = hash.unwrap_or_else(|| ComponentCache::module_hash(&bytes));
     let path = PathBuf::from(format!("registry:{}", &hash[..12.min(hash.len())]));
     checked(config, name, task, path, bytes, hash)
 }

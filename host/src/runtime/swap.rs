@@ -194,7 +194,7 @@ impl Runtime {
             .tasks
             .get(task_type)
             .ok_or_else(|| format!("task type {task_type:?} is not in this worker's config"))?;
-        let file = load::from_bytes(config, task_type, task, bytes, Some(hash.to_owned()))
+        let file = load::from_bytes(config, task_type, task, bytes, hash.to_owned())
             .map_err(|e| e.to_string())?;
         fits(&file.footprint, &self.loader.pool)?;
         let task_type = load::task_type(
@@ -313,9 +313,7 @@ impl Runtime {
                 }
                 (_, None) => None,
                 (Some(old_type), Some(file))
-                    if same_source
-                        && ComponentCache::module_hash(file.bytes())
-                            == old_type.info.module_hash =>
+                    if same_source && file.hash() == old_type.info.module_hash =>
                 {
                     Some(load::retarget(old_type, config, name, task)?)
                 }
